@@ -1,0 +1,509 @@
+//! Configuration (CONTRACT section 4): built-in defaults, then the TOML file,
+//! then `CONTACT_VERIFIER__SECTION__KEY` environment variables. Secrets may be
+//! given inline or, preferably, as files (systemd credentials); either way they
+//! are masked whenever the configuration is printed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Policy, TokenSecret};
+use crate::{Error, Result};
+
+/// Environment variable naming the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "CONTACT_VERIFIER_CONFIG";
+const MASK: &str = "***";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub verification: VerificationSettings,
+    pub smtp: SmtpSettings,
+    pub schedule: ScheduleSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub templates: TemplateSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a query waits for a connection (or a SQLite lock) before the
+    /// database counts as unavailable.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "sqlite://contact-verifier.db".into(),
+            max_connections: 5,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerificationSettings {
+    pub key_validity_days: u32,
+    pub reminder_days: Vec<u32>,
+    pub resend_limit_per_day: u32,
+    pub notify_on_expiry: bool,
+    /// The token is appended as `/TOKEN`.
+    pub link_base_url: String,
+    pub secret_file: String,
+    pub secret: String,
+    /// Lowercase TLDs (`com`, `xn--p1ai`); empty accepts every TLD.
+    pub supported_tlds: Vec<String>,
+}
+
+impl Default for VerificationSettings {
+    fn default() -> Self {
+        VerificationSettings {
+            key_validity_days: 60,
+            reminder_days: vec![3, 7, 14, 30, 45, 55],
+            resend_limit_per_day: 5,
+            notify_on_expiry: true,
+            link_base_url: "http://127.0.0.1:8080/verify".into(),
+            secret_file: String::new(),
+            secret: String::new(),
+            supported_tlds: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS; refused if the server cannot.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// PEM file of extra CA certificates for a relay with a private CA.
+    pub ca_file: String,
+    pub username: String,
+    pub password_file: String,
+    pub password: String,
+    pub from: String,
+    pub timeout_secs: u64,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    /// Connections kept open to the relay, and so emails sent at once.
+    pub max_connections: u32,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: SmtpTls::Starttls,
+            ca_file: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            password: String::new(),
+            from: "Registrar <verify@registrar.example>".into(),
+            timeout_secs: 30,
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+            max_connections: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Cron with a seconds field.
+    pub sweep: String,
+    /// How long a row stays claimed by a sweep that is sending its email; a
+    /// crashed sweep's rows are taken up again after this.
+    pub claim_lease_secs: u64,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            sweep: "0 */5 * * * *".into(),
+            claim_lease_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub enabled: bool,
+    pub listen: String,
+    pub api_token_file: String,
+    pub api_token: String,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            api_token_file: String::new(),
+            api_token: String::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `contact_verifier=debug,sqlx=warn`);
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// A directory whose files override the built-in email templates.
+    pub dir: String,
+}
+
+impl Settings {
+    /// Loads and validates the configuration: `path`, else `$CONTACT_VERIFIER_CONFIG`,
+    /// else defaults alone; then the environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Settings> {
+        let env_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let path = path.map(Path::to_path_buf).or(env_path);
+        let mut builder = config::Config::builder();
+        if let Some(p) = &path {
+            if !p.is_file() {
+                return Err(Error::config(format!(
+                    "configuration file {} does not exist or is not a file",
+                    p.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(p.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("CONTACT_VERIFIER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("verification.reminder_days")
+                .with_list_parse_key("verification.supported_tlds"),
+        );
+        let cfg = builder
+            .build()
+            .map_err(|e| Error::config(format!("cannot read configuration: {e}")))?;
+        let mut settings: Settings = cfg
+            .try_deserialize()
+            .map_err(|e| Error::config(format!("invalid configuration: {e}")))?;
+        settings.resolve_secret_files()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Replaces `*_file` settings by the secrets they hold.
+    fn resolve_secret_files(&mut self) -> Result<()> {
+        resolve_secret(
+            "verification.secret",
+            &mut self.verification.secret,
+            &self.verification.secret_file,
+        )?;
+        resolve_secret(
+            "smtp.password",
+            &mut self.smtp.password,
+            &self.smtp.password_file,
+        )?;
+        resolve_secret(
+            "http.api_token",
+            &mut self.http.api_token,
+            &self.http.api_token_file,
+        )?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(Error::config(
+                "database.url must start with sqlite:// or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(Error::config("database.max_connections must be at least 1"));
+        }
+        let v = &self.verification;
+        if !(1..=365).contains(&v.key_validity_days) {
+            return Err(Error::config(
+                "verification.key_validity_days must be between 1 and 365",
+            ));
+        }
+        if v.reminder_days.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::config(
+                "verification.reminder_days must be strictly increasing",
+            ));
+        }
+        if let Some(d) = v
+            .reminder_days
+            .iter()
+            .find(|d| **d == 0 || **d >= v.key_validity_days)
+        {
+            return Err(Error::config(format!(
+                "verification.reminder_days: day {d} must be between 1 and key_validity_days - 1"
+            )));
+        }
+        let link = url::Url::parse(&v.link_base_url)
+            .map_err(|e| Error::config(format!("verification.link_base_url is not a URL: {e}")))?;
+        if !matches!(link.scheme(), "http" | "https")
+            || link.query().is_some()
+            || link.fragment().is_some()
+        {
+            return Err(Error::config(
+                "verification.link_base_url must be an http(s) URL without query or fragment",
+            ));
+        }
+        if !v.secret.is_empty() {
+            TokenSecret::new(v.secret.as_bytes().to_vec()).map_err(|_| {
+                Error::config(format!(
+                    "verification.secret must be at least {} bytes",
+                    TokenSecret::MIN_LEN
+                ))
+            })?;
+        }
+        for tld in &v.supported_tlds {
+            if tld.is_empty() || tld != &tld.to_ascii_lowercase() || tld.starts_with('.') {
+                return Err(Error::config(format!(
+                    "verification.supported_tlds: {tld:?} must be a lowercase TLD without a dot"
+                )));
+            }
+        }
+        let s = &self.smtp;
+        if s.host.trim().is_empty() {
+            return Err(Error::config("smtp.host is empty"));
+        }
+        if s.port == 0 {
+            return Err(Error::config("smtp.port must not be 0"));
+        }
+        s.from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| Error::config(format!("smtp.from is not a valid mailbox: {e}")))?;
+        if s.timeout_secs == 0 {
+            return Err(Error::config("smtp.timeout_secs must be at least 1"));
+        }
+        if s.retry_initial_secs == 0 || s.retry_max_secs < s.retry_initial_secs {
+            return Err(Error::config(
+                "smtp.retry_initial_secs must be at least 1 and smtp.retry_max_secs at least retry_initial_secs",
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err(Error::config("smtp.max_connections must be at least 1"));
+        }
+        if !s.username.is_empty() && s.password.is_empty() {
+            return Err(Error::config(
+                "smtp.password (or smtp.password_file) is required when smtp.username is set",
+            ));
+        }
+        if !s.ca_file.is_empty() && !Path::new(&s.ca_file).is_file() {
+            return Err(Error::config(format!(
+                "smtp.ca_file: {} is not a file",
+                s.ca_file
+            )));
+        }
+        tokio_cron_scheduler::Job::new_async(self.schedule.sweep.as_str(), |_, _| {
+            Box::pin(async {})
+        })
+        .map_err(|e| {
+            Error::config(format!(
+                "schedule.sweep {:?} is not a cron expression with seconds: {e}",
+                self.schedule.sweep
+            ))
+        })?;
+        if self.schedule.claim_lease_secs < 2 * s.timeout_secs {
+            return Err(Error::config(
+                "schedule.claim_lease_secs must be at least twice smtp.timeout_secs",
+            ));
+        }
+        self.http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| Error::config(format!("http.listen is not an address:port: {e}")))?;
+        if self.http.max_body_bytes == 0 {
+            return Err(Error::config("http.max_body_bytes must be at least 1"));
+        }
+        if !self.templates.dir.is_empty() && !Path::new(&self.templates.dir).is_dir() {
+            return Err(Error::config(format!(
+                "templates.dir: {} is not a directory",
+                self.templates.dir
+            )));
+        }
+        Ok(())
+    }
+
+    /// The link secret; an error naming the key when none is configured.
+    pub fn token_secret(&self) -> Result<TokenSecret> {
+        if self.verification.secret.is_empty() {
+            return Err(Error::config(
+                "verification.secret_file (or verification.secret) must be set to send or confirm verification links",
+            ));
+        }
+        TokenSecret::new(self.verification.secret.as_bytes().to_vec())
+    }
+
+    pub fn policy(&self) -> Policy {
+        let days = |d: u32| chrono::Duration::days(i64::from(d));
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        Policy {
+            key_validity: days(self.verification.key_validity_days),
+            reminder_days: self.verification.reminder_days.clone(),
+            notify_on_expiry: self.verification.notify_on_expiry,
+            retry_initial: secs(self.smtp.retry_initial_secs),
+            retry_max: secs(self.smtp.retry_max_secs),
+            claim_lease: secs(self.schedule.claim_lease_secs),
+        }
+    }
+
+    /// The configuration as `check-config` prints it: every secret masked,
+    /// including passwords embedded in the database URL.
+    pub fn masked(&self) -> serde_json::Value {
+        let mut s = self.clone();
+        for secret in [
+            &mut s.verification.secret,
+            &mut s.smtp.password,
+            &mut s.http.api_token,
+        ] {
+            if !secret.is_empty() {
+                *secret = MASK.to_string();
+            }
+        }
+        s.database.url = mask_url_password(&s.database.url);
+        serde_json::to_value(&s).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Masks the password of a URL such as `postgres://user:pw@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn resolve_secret(key: &str, value: &mut String, file: &str) -> Result<()> {
+    if file.is_empty() {
+        return Ok(());
+    }
+    if !value.is_empty() {
+        return Err(Error::config(format!(
+            "{key} and {key}_file are both set: keep one"
+        )));
+    }
+    let bytes = std::fs::read(file)
+        .map_err(|e| Error::config(format!("{key}_file: cannot read {file}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::config(format!("{key}_file: {file} is not UTF-8 text")))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::config(format!("{key}_file: {file} is empty")));
+    }
+    *value = text.to_string();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_match_the_contract() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.database.url, "sqlite://contact-verifier.db");
+        assert_eq!(s.verification.reminder_days, vec![3, 7, 14, 30, 45, 55]);
+        assert_eq!(s.schedule.sweep, "0 */5 * * * *");
+        assert_eq!(s.http.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unsorted_reminder_days_are_refused_naming_the_key() {
+        let mut s = Settings::default();
+        s.verification.reminder_days = vec![7, 3];
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.message.contains("verification.reminder_days"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn bad_cron_is_refused_naming_the_key() {
+        let mut s = Settings::default();
+        s.schedule.sweep = "every five minutes".into();
+        let e = s.validate().unwrap_err();
+        assert!(e.message.contains("schedule.sweep"), "{}", e.message);
+    }
+
+    #[test]
+    fn masked_config_hides_every_secret() {
+        let mut s = Settings::default();
+        s.verification.secret = "s".repeat(40);
+        s.smtp.password = "hunter2".into();
+        s.http.api_token = "tok-123".into();
+        s.database.url = "postgres://u:pw-secret@db/x".into();
+        let text = s.masked().to_string();
+        for secret in ["ssssssss", "hunter2", "tok-123", "pw-secret"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+
+    #[test]
+    fn secret_and_secret_file_together_are_refused() {
+        let mut v = "x".to_string();
+        let e = resolve_secret("smtp.password", &mut v, "/etc/hostname").unwrap_err();
+        assert!(e.message.contains("smtp.password"));
+    }
+}

@@ -1,0 +1,222 @@
+//! Verification link tokens.
+//!
+//! A token is `base64url(key_id || HMAC-SHA256(secret, key_id || email_key))`.
+//! The database keeps only the key id, so a copy of it cannot forge or
+//! reconstruct a link; the MAC binds the link to the address it was sent to,
+//! so a key stops confirming a contact whose email has changed. Every email of
+//! one key carries the same link, and it lasts exactly as long as the key.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::{Error, Result};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const KEY_ID_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+/// Domain separation, so the secret's MACs mean nothing to any other use.
+const CONTEXT: &[u8] = b"contact-verifier/link/v1\0";
+
+/// The identifier of one issued verification key: 128 bits from the OS RNG.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId([u8; KEY_ID_LEN]);
+
+impl KeyId {
+    pub fn generate() -> Self {
+        let mut b = [0u8; KEY_ID_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        KeyId(b)
+    }
+
+    /// The text stored in the database (lowercase hex).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Result<Self> {
+        if s.len() != KEY_ID_LEN * 2 {
+            return Err(Error::internal("stored key id has the wrong length"));
+        }
+        let mut b = [0u8; KEY_ID_LEN];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(chunk).map_err(|_| Error::internal("bad key id"))?;
+            b[i] = u8::from_str_radix(hex, 16).map_err(|_| Error::internal("bad key id"))?;
+        }
+        Ok(KeyId(b))
+    }
+}
+
+/// The server-side secret the MAC is keyed with (at least 32 bytes).
+#[derive(Clone)]
+pub struct TokenSecret(Vec<u8>);
+
+impl TokenSecret {
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(Error::config(format!(
+                "verification.secret must be at least {} bytes",
+                Self::MIN_LEN
+            )));
+        }
+        Ok(TokenSecret(bytes))
+    }
+
+    fn mac(&self, key: &KeyId, email_key: &str) -> HmacSha256 {
+        let mut mac =
+            HmacSha256::new_from_slice(&self.0).expect("HMAC accepts a key of any length");
+        mac.update(CONTEXT);
+        mac.update(&key.0);
+        mac.update(email_key.as_bytes());
+        mac
+    }
+
+    /// The link token for `key` sent to the address `email_key`.
+    pub fn token_for(&self, key: &KeyId, email_key: &str) -> VerificationToken {
+        let tag = self.mac(key, email_key).finalize().into_bytes();
+        let mut raw = Vec::with_capacity(KEY_ID_LEN + MAC_LEN);
+        raw.extend_from_slice(&key.0);
+        raw.extend_from_slice(&tag);
+        VerificationToken {
+            key: key.clone(),
+            tag: tag.into(),
+            text: URL_SAFE_NO_PAD.encode(raw),
+        }
+    }
+
+    /// Constant-time check that `token` was issued by this secret for `key`
+    /// and the address `email_key`.
+    pub fn verify(&self, token: &VerificationToken, email_key: &str) -> bool {
+        self.mac(&token.key, email_key)
+            .verify_slice(&token.tag)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSecret(***)")
+    }
+}
+
+/// A token as it arrives from a link: well-formed, not yet verified.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerificationToken {
+    key: KeyId,
+    tag: [u8; MAC_LEN],
+    text: String,
+}
+
+impl VerificationToken {
+    pub fn parse(input: &str) -> Result<Self> {
+        let s = input.trim();
+        let invalid = || Error::invalid("the verification token is malformed");
+        if s.len() != 64 {
+            return Err(invalid());
+        }
+        let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| invalid())?;
+        if raw.len() != KEY_ID_LEN + MAC_LEN {
+            return Err(invalid());
+        }
+        let mut key = [0u8; KEY_ID_LEN];
+        key.copy_from_slice(&raw[..KEY_ID_LEN]);
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(&raw[KEY_ID_LEN..]);
+        Ok(VerificationToken {
+            key: KeyId(key),
+            tag,
+            text: s.to_string(),
+        })
+    }
+
+    pub fn key_id(&self) -> &KeyId {
+        &self.key
+    }
+
+    /// The text that goes into the link. Only mail bodies use it: it never
+    /// goes to logs or the database.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for VerificationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerificationToken(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> TokenSecret {
+        TokenSecret::new(vec![7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn issued_token_verifies_for_its_address() {
+        let key = KeyId::generate();
+        let t = secret().token_for(&key, "a@example.com");
+        let parsed = VerificationToken::parse(t.expose()).unwrap();
+        assert_eq!(parsed.key_id(), &key);
+        assert!(secret().verify(&parsed, "a@example.com"));
+    }
+
+    #[test]
+    fn token_does_not_verify_for_another_address() {
+        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        assert!(!secret().verify(&t, "b@example.com"));
+    }
+
+    #[test]
+    fn token_does_not_verify_under_another_secret() {
+        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        let other = TokenSecret::new(vec![8u8; 32]).unwrap();
+        assert!(!other.verify(&t, "a@example.com"));
+    }
+
+    #[test]
+    fn tampered_token_does_not_verify() {
+        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        let mut chars: Vec<char> = t.expose().chars().collect();
+        let last = chars.len() - 1;
+        chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
+        let tampered: String = chars.into_iter().collect();
+        let parsed = VerificationToken::parse(&tampered).unwrap();
+        assert!(!secret().verify(&parsed, "a@example.com"));
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        assert!(VerificationToken::parse("").is_err());
+        assert!(VerificationToken::parse("short").is_err());
+        assert!(VerificationToken::parse(&"!".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn short_secret_is_a_configuration_error() {
+        let e = TokenSecret::new(vec![1; 31]).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::Configuration);
+    }
+
+    #[test]
+    fn key_ids_are_random_and_round_trip_through_hex() {
+        let a = KeyId::generate();
+        assert_ne!(a, KeyId::generate());
+        assert_eq!(KeyId::from_hex(&a.to_hex()).unwrap(), a);
+    }
+
+    #[test]
+    fn token_debug_output_hides_the_token() {
+        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        assert!(!format!("{t:?}").contains(t.expose()));
+    }
+}

@@ -1,0 +1,58 @@
+//! The `contact-verifier` binary: parses the command line, runs the command,
+//! prints its JSON result, and maps errors to the contract's exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use contact_verifier::cli::{execute, Cli};
+use contact_verifier::ErrorCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // The contract wants one line: clap's first line, without its own prefix.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let msg = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: InvalidInput: {msg}");
+            return exit(ErrorCode::InvalidInput);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: InternalFailure: cannot start the async runtime: {e}");
+            return exit(ErrorCode::Internal);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(Some(value)) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.message.replace(['\n', '\r'], " ");
+            eprintln!("error: {}: {msg}", e.code.as_str());
+            exit(e.code)
+        }
+    }
+}
+
+fn exit(code: ErrorCode) -> ExitCode {
+    ExitCode::from(u8::try_from(code.exit_code()).unwrap_or(1))
+}

@@ -1,0 +1,406 @@
+//! The operations the CLI and the HTTP API share: each parses its input into
+//! typed values, applies the contract's rules and answers in the contract's
+//! shapes. Transports only translate.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::verification::Status;
+use crate::domain::{
+    parse_timestamp, ts_serde, ContactEmail, DomainName, ExternalId, OperationStatus,
+    OperationType, Policy, StatusFlag,
+};
+use crate::store::{ContactRecord, ContactUpsert, ImportedState, OperationRecord, Store};
+use crate::{Error, ErrorCode, Result};
+
+/// How a caller names a contact: by handle or by address.
+#[derive(Debug, Clone)]
+pub enum ContactSelector {
+    ExternalId(ExternalId),
+    Email(ContactEmail),
+}
+
+impl ContactSelector {
+    /// From the CLI's or API's two optional fields, exactly one of which must be given.
+    pub fn from_parts(external_id: Option<&str>, email: Option<&str>) -> Result<Self> {
+        match (external_id, email) {
+            (Some(id), None) => Ok(ContactSelector::ExternalId(ExternalId::parse(id)?)),
+            (None, Some(e)) => Ok(ContactSelector::Email(ContactEmail::parse(e)?)),
+            _ => Err(Error::invalid("give exactly one of external id or email")),
+        }
+    }
+}
+
+/// The reseller ContactApi's GetDetails object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContactDetails {
+    pub external_id: String,
+    pub contact_email: String,
+    pub verification_status: Status,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub expiration_date: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub last_notification_date: Option<DateTime<Utc>>,
+    pub domains: Vec<String>,
+}
+
+/// GetContactReachabilityStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reachability {
+    pub domain_name: String,
+    pub status: &'static str,
+}
+
+/// One line of `contact import` (CONTRACT section 3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    external_id: String,
+    email: String,
+    #[serde(default)]
+    domains: Vec<String>,
+    status: Option<String>,
+    key_issued_at: Option<String>,
+    last_notification_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportRejection {
+    pub line: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub rejected: Vec<ImportRejection>,
+    /// All rejected lines, also those past the listed ones.
+    pub rejected_count: u64,
+}
+
+/// Longest accepted import line; a longer one is rejected, not buffered.
+const MAX_IMPORT_LINE: u64 = 64 * 1024;
+/// Rejections listed in an import report; the count covers the rest.
+const MAX_LISTED_REJECTIONS: usize = 10_000;
+/// Most operations one list returns, newest first.
+const MAX_LISTED_OPERATIONS: i64 = 1000;
+
+/// The contact-verification service over one store.
+#[derive(Clone)]
+pub struct Verifier {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub policy: Policy,
+    pub clock: Clock,
+}
+
+impl Verifier {
+    pub fn new(store: Store, settings: Arc<Settings>, clock: Clock) -> Self {
+        let policy = settings.policy();
+        Verifier {
+            store,
+            settings,
+            policy,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Refuses a domain whose TLD is not in `verification.supported_tlds`.
+    pub fn check_tld(&self, domain: &DomainName) -> Result<()> {
+        let tlds = &self.settings.verification.supported_tlds;
+        if tlds.is_empty() || tlds.iter().any(|t| t == domain.tld()) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::UnsupportedTLD,
+                format!("the TLD .{} of {domain} is not supported", domain.tld()),
+            ))
+        }
+    }
+
+    fn parse_domains(&self, names: &[String]) -> Result<Vec<DomainName>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let d = DomainName::parse(name)?;
+            self.check_tld(&d)?;
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `contact add` / `POST /v1/contacts`: create or update a contact.
+    pub async fn add_contact(
+        &self,
+        external_id: &str,
+        email: &str,
+        domains: &[String],
+    ) -> Result<ContactDetails> {
+        let input = ContactUpsert {
+            external_id: ExternalId::parse(external_id)?,
+            email: ContactEmail::parse(email)?,
+            domains: self.parse_domains(domains)?,
+            import: None,
+        };
+        let outcome = self
+            .store
+            .upsert_contact(&input, self.now(), &self.policy)
+            .await?;
+        if outcome.email_changed {
+            tracing::info!(
+                event = "contact_email_changed",
+                external_id = %outcome.contact.external_id,
+                email = %crate::domain::mask_email(&outcome.contact.email),
+                "contact moved to a new email address; links sent to the old one no longer confirm it"
+            );
+        }
+        self.details(&outcome.contact).await
+    }
+
+    fn parse_import_line(&self, text: &str) -> Result<ContactUpsert> {
+        let line: ImportLine = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("not a valid import object: {e}")))?;
+        let status = line
+            .status
+            .as_deref()
+            .map(Status::parse)
+            .transpose()?
+            .unwrap_or(Status::NotValidated);
+        let key_issued_at = line
+            .key_issued_at
+            .as_deref()
+            .map(|s| parse_timestamp("key_issued_at", s))
+            .transpose()?;
+        let last_notification_at = line
+            .last_notification_at
+            .as_deref()
+            .map(|s| parse_timestamp("last_notification_at", s))
+            .transpose()?;
+        if matches!(status, Status::Pending | Status::Expired) && key_issued_at.is_none() {
+            return Err(Error::invalid(format!(
+                "key_issued_at is required for status {}",
+                status.as_str()
+            )));
+        }
+        Ok(ContactUpsert {
+            external_id: ExternalId::parse(&line.external_id)?,
+            email: ContactEmail::parse(&line.email)?,
+            domains: self.parse_domains(&line.domains)?,
+            import: Some(ImportedState {
+                status,
+                key_issued_at,
+                last_notification_at,
+            }),
+        })
+    }
+
+    /// `contact import`: JSON Lines streamed from `reader`, one transaction a
+    /// line. Bad lines are reported by number and skipped; the database going
+    /// away stops the import with an error (the lines before it are kept).
+    pub async fn import<R: AsyncBufRead + Unpin>(&self, mut reader: R) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
+        let mut buf = Vec::with_capacity(1024);
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            let n = (&mut reader)
+                .take(MAX_IMPORT_LINE + 1)
+                .read_until(b'\n', &mut buf)
+                .await
+                .map_err(|e| Error::invalid(format!("cannot read import input: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let result = if buf.len() as u64 > MAX_IMPORT_LINE && buf.last() != Some(&b'\n') {
+                // Skip the rest of an overlong line without holding it.
+                let mut sink = Vec::new();
+                loop {
+                    sink.clear();
+                    let m = (&mut reader)
+                        .take(MAX_IMPORT_LINE)
+                        .read_until(b'\n', &mut sink)
+                        .await
+                        .map_err(|e| Error::invalid(format!("cannot read import input: {e}")))?;
+                    if m == 0 || sink.last() == Some(&b'\n') {
+                        break;
+                    }
+                }
+                Err(Error::invalid(format!(
+                    "line is longer than {MAX_IMPORT_LINE} bytes"
+                )))
+            } else {
+                match std::str::from_utf8(&buf) {
+                    Err(_) => Err(Error::invalid("line is not UTF-8")),
+                    Ok(text) if text.trim().is_empty() => continue,
+                    Ok(text) => match self.parse_import_line(text.trim()) {
+                        Ok(input) => self
+                            .store
+                            .upsert_contact(&input, self.now(), &self.policy)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    },
+                }
+            };
+            match result {
+                Ok(()) => report.imported += 1,
+                Err(e) if e.code == ErrorCode::Unavailable => {
+                    return Err(Error::unavailable(format!(
+                        "import stopped at line {line_no} ({} lines imported before it): {}",
+                        report.imported, e.message
+                    )));
+                }
+                Err(e) => {
+                    report.rejected_count += 1;
+                    if report.rejected.len() < MAX_LISTED_REJECTIONS {
+                        report.rejected.push(ImportRejection {
+                            line: line_no,
+                            error: format!("{}: {}", e.code.as_str(), e.message),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Finds a contact; by address, the first of the contacts using it.
+    pub async fn find_contact(&self, selector: &ContactSelector) -> Result<ContactRecord> {
+        match selector {
+            ContactSelector::ExternalId(id) => self
+                .store
+                .contact(id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("no contact with external id {id}"))),
+            ContactSelector::Email(email) => self
+                .store
+                .contacts_by_email(&email.key())
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::not_found(format!("no contact with email {email}"))),
+        }
+    }
+
+    /// GetDetails for a contact.
+    pub async fn details(&self, contact: &ContactRecord) -> Result<ContactDetails> {
+        let v = self
+            .store
+            .verification(&contact.email_key)
+            .await?
+            .ok_or_else(|| Error::internal("contact has no verification record"))?;
+        let domains = self.store.contact_domains(&contact.external_id).await?;
+        let expiration_date = match v.status {
+            Status::Pending | Status::Expired => v.key.as_ref().map(|k| k.expires_at),
+            Status::NotValidated | Status::Validated => None,
+        };
+        Ok(ContactDetails {
+            external_id: contact.external_id.clone(),
+            contact_email: contact.email.clone(),
+            verification_status: v.status,
+            expiration_date,
+            last_notification_date: v.last_notification_at,
+            domains,
+        })
+    }
+
+    pub async fn show_contact(&self, selector: &ContactSelector) -> Result<ContactDetails> {
+        let contact = self.find_contact(selector).await?;
+        self.details(&contact).await
+    }
+
+    /// The registrant of a domain, or NotFound.
+    pub async fn registrant(&self, domain: &DomainName) -> Result<ContactRecord> {
+        self.store
+            .registrant(domain)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no contact is registrant of {domain}")))
+    }
+
+    /// GetContactReachabilityStatus.
+    pub async fn reachability(&self, name: &str) -> Result<Reachability> {
+        let domain = DomainName::parse(name)?;
+        self.check_tld(&domain)?;
+        let contact = self.registrant(&domain).await?;
+        let details = self.details(&contact).await?;
+        Ok(Reachability {
+            domain_name: domain.to_string(),
+            status: details.verification_status.reachability(),
+        })
+    }
+
+    /// Records an operation that waits on the domain's registrant. It starts
+    /// `SUBMITTED`; with no flag given and a registrant not yet validated it
+    /// carries `PENDING_CUSTOMER_ACTION` at once, as the sweep would set it.
+    pub async fn add_operation(
+        &self,
+        domain: &str,
+        op_type: &str,
+        flag: Option<&str>,
+    ) -> Result<OperationRecord> {
+        let domain = DomainName::parse(domain)?;
+        let op_type = OperationType::parse(op_type)?;
+        let flag = flag.map(StatusFlag::parse).transpose()?;
+        self.check_tld(&domain)?;
+        let contact = self.registrant(&domain).await?;
+        let status = self
+            .store
+            .verification(&contact.email_key)
+            .await?
+            .map(|v| v.status);
+        let flag = match (flag, status) {
+            (Some(f), _) => Some(f),
+            (None, Some(Status::Validated)) => None,
+            (None, _) => Some(StatusFlag::PENDING_CUSTOMER_ACTION),
+        };
+        let now = self.now();
+        let op = OperationRecord {
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            status: OperationStatus::SUBMITTED,
+            op_type,
+            domain_name: domain.to_string(),
+            message: None,
+            submitted_date: now,
+            last_updated_date: now,
+            status_flag: flag,
+        };
+        self.store.insert_operation(&op).await?;
+        Ok(op)
+    }
+
+    /// GetOperationDetail.
+    pub async fn operation(&self, id: &str) -> Result<OperationRecord> {
+        let id = uuid::Uuid::parse_str(id.trim())
+            .map_err(|_| Error::invalid(format!("operation id {id:?} is not a UUID")))?;
+        self.store
+            .operation(&id.to_string())
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no operation with id {id}")))
+    }
+
+    /// Operations, newest first, filtered by domain and/or flag.
+    pub async fn operations(
+        &self,
+        domain: Option<&str>,
+        flag: Option<&str>,
+    ) -> Result<Vec<OperationRecord>> {
+        let domain = domain.map(DomainName::parse).transpose()?;
+        let flag = flag.map(StatusFlag::parse).transpose()?;
+        self.store
+            .operations(domain.as_ref(), flag, MAX_LISTED_OPERATIONS)
+            .await
+    }
+}

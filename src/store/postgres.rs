@@ -1,0 +1,34 @@
+//! Postgres specifics: the pool and the dialect pieces the shared queries need.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::config::{mask_url_password, DatabaseSettings};
+use crate::{Error, Result};
+
+pub const BEGIN: &str = "BEGIN";
+/// Rows a transaction reads before writing are locked, so concurrent writers
+/// queue instead of overwriting each other.
+pub const FOR_UPDATE: &str = " FOR UPDATE";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub async fn connect(s: &DatabaseSettings) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(s.max_connections)
+        .acquire_timeout(Duration::from_secs(s.acquire_timeout_secs))
+        .connect(&s.url)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Configuration(_) => Error::config(format!(
+                "database.url is not a usable Postgres URL ({}): {e}",
+                mask_url_password(&s.url)
+            )),
+            e => Error::unavailable(format!(
+                "cannot connect to Postgres at {}: {e}",
+                mask_url_password(&s.url)
+            )),
+        })
+}

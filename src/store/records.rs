@@ -1,0 +1,279 @@
+//! Rows as the store hands them out, and their JSON shapes where the contract
+//! prints them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::verification::{Key, Status, Verification};
+use crate::domain::{ts_serde, OperationStatus, OperationType, StatusFlag};
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContactRecord {
+    pub external_id: String,
+    pub email: String,
+    pub email_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A verification row as stored; [`Verification`] is its domain form.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct VerificationRow {
+    email_key: String,
+    email: String,
+    status: String,
+    key_id: Option<String>,
+    key_issued_at: Option<DateTime<Utc>>,
+    key_expires_at: Option<DateTime<Utc>>,
+    last_notification_at: Option<DateTime<Utc>>,
+    reminder_day_covered: i64,
+    expiry_notice_owed: bool,
+    failures: i64,
+    retry_at: Option<DateTime<Utc>>,
+    claim_owner: Option<String>,
+    claim_until: Option<DateTime<Utc>>,
+    validated_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+pub(crate) const VERIFICATION_COLUMNS: &str = "email_key, email, status, key_id, key_issued_at, \
+     key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, failures, \
+     retry_at, claim_owner, claim_until, validated_at, version";
+
+impl VerificationRow {
+    pub(crate) fn into_domain(self) -> Result<Verification> {
+        let key = match (self.key_id, self.key_issued_at, self.key_expires_at) {
+            (Some(id), Some(issued_at), Some(expires_at)) => Some(Key {
+                id,
+                issued_at,
+                expires_at,
+            }),
+            _ => None,
+        };
+        Ok(Verification {
+            email_key: self.email_key,
+            email: self.email,
+            status: Status::parse(&self.status)?,
+            key,
+            last_notification_at: self.last_notification_at,
+            reminder_day_covered: u32::try_from(self.reminder_day_covered).unwrap_or(0),
+            expiry_notice_owed: self.expiry_notice_owed,
+            failures: u32::try_from(self.failures).unwrap_or(u32::MAX),
+            retry_at: self.retry_at,
+            claim_owner: self.claim_owner,
+            claim_until: self.claim_until,
+            validated_at: self.validated_at,
+            version: self.version,
+        })
+    }
+}
+
+/// An issued key, kept after it is replaced so a stale link gets its reason.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub email_key: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
+}
+
+/// Lightsail's operation types for the emails we send.
+pub mod operation_type {
+    pub const VERIFICATION: &str = "SendContactMethodVerification";
+    pub const REMINDER: &str = "SendVerificationReminder";
+    pub const EXPIRY_NOTICE: &str = "SendVerificationExpiredNotice";
+}
+
+/// Why an email was sent; also tells resends apart for the daily limit.
+pub mod reason {
+    pub const INITIAL: &str = "initial";
+    pub const RESEND: &str = "resend";
+    pub const EXPIRY: &str = "expiry";
+    pub fn reminder(day: u32) -> String {
+        format!("reminder:{day}")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NotificationStatus {
+    Started,
+    Succeeded,
+    Failed,
+}
+
+impl NotificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Started => "Started",
+            NotificationStatus::Succeeded => "Succeeded",
+            NotificationStatus::Failed => "Failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "Succeeded" => NotificationStatus::Succeeded,
+            "Failed" => NotificationStatus::Failed,
+            _ => NotificationStatus::Started,
+        }
+    }
+}
+
+/// One email attempt (Lightsail's Operation object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    pub id: String,
+    #[serde(skip)]
+    pub email_key: String,
+    pub operation_type: String,
+    /// `initial`, `resend`, `reminder:DAYS` or `expiry`.
+    pub operation_details: String,
+    pub status: NotificationStatus,
+    pub is_terminal: bool,
+    #[serde(serialize_with = "ts_serde::required")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts_serde::required")]
+    pub status_changed_at: DateTime<Utc>,
+    pub error_code: Option<String>,
+    pub error_details: Option<String>,
+}
+
+impl NotificationRecord {
+    pub fn started(
+        email_key: &str,
+        operation_type: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        NotificationRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            email_key: email_key.to_string(),
+            operation_type: operation_type.to_string(),
+            operation_details: reason.to_string(),
+            status: NotificationStatus::Started,
+            is_terminal: false,
+            created_at: now,
+            status_changed_at: now,
+            error_code: None,
+            error_details: None,
+        }
+    }
+
+    pub fn succeed(&mut self, now: DateTime<Utc>) {
+        self.status = NotificationStatus::Succeeded;
+        self.is_terminal = true;
+        self.status_changed_at = now;
+    }
+
+    pub fn fail(&mut self, now: DateTime<Utc>, code: String, details: String) {
+        self.status = NotificationStatus::Failed;
+        self.is_terminal = true;
+        self.status_changed_at = now;
+        self.error_code = Some(code);
+        self.error_details = Some(details);
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    id: String,
+    email_key: String,
+    operation_type: String,
+    reason: String,
+    status: String,
+    is_terminal: bool,
+    created_at: DateTime<Utc>,
+    status_changed_at: DateTime<Utc>,
+    error_code: Option<String>,
+    error_details: Option<String>,
+}
+
+impl From<NotificationRow> for NotificationRecord {
+    fn from(r: NotificationRow) -> Self {
+        NotificationRecord {
+            id: r.id,
+            email_key: r.email_key,
+            operation_type: r.operation_type,
+            operation_details: r.reason,
+            status: NotificationStatus::parse(&r.status),
+            is_terminal: r.is_terminal,
+            created_at: r.created_at,
+            status_changed_at: r.status_changed_at,
+            error_code: r.error_code,
+            error_details: r.error_details,
+        }
+    }
+}
+
+/// A domain operation (Route 53 Domains' GetOperationDetail), printed under
+/// the contract's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OperationRecord {
+    pub operation_id: String,
+    pub status: OperationStatus,
+    #[serde(rename = "Type")]
+    pub op_type: OperationType,
+    pub domain_name: String,
+    pub message: Option<String>,
+    #[serde(serialize_with = "ts_serde::required")]
+    pub submitted_date: DateTime<Utc>,
+    #[serde(serialize_with = "ts_serde::required")]
+    pub last_updated_date: DateTime<Utc>,
+    pub status_flag: Option<StatusFlag>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct OperationRow {
+    id: String,
+    domain_name: String,
+    #[sqlx(rename = "type")]
+    op_type: String,
+    status: String,
+    status_flag: Option<String>,
+    message: Option<String>,
+    submitted_at: DateTime<Utc>,
+    last_updated_at: DateTime<Utc>,
+}
+
+pub(crate) const OPERATION_COLUMNS: &str =
+    "id, domain_name, type, status, status_flag, message, submitted_at, last_updated_at";
+
+impl OperationRow {
+    pub(crate) fn into_domain(self) -> Result<OperationRecord> {
+        Ok(OperationRecord {
+            operation_id: self.id,
+            status: OperationStatus::parse(&self.status)?,
+            op_type: OperationType::parse(&self.op_type)?,
+            domain_name: self.domain_name,
+            message: self.message,
+            submitted_date: self.submitted_at,
+            last_updated_date: self.last_updated_at,
+            status_flag: self
+                .status_flag
+                .as_deref()
+                .map(StatusFlag::parse)
+                .transpose()?,
+        })
+    }
+}
+
+/// A due verification with the `due_at` the sweep pages by.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DueRow {
+    pub(crate) sweep_due_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub(crate) row: VerificationRow,
+}
+
+/// An open operation with its registrant's verification status, if any.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OpenOperationRow {
+    #[sqlx(flatten)]
+    pub(crate) op: OperationRow,
+    pub(crate) registrant_status: Option<String>,
+}

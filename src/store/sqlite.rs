@@ -1,0 +1,39 @@
+//! SQLite specifics: connection options (WAL, busy timeout, foreign keys) and
+//! the dialect pieces the shared queries need.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::config::DatabaseSettings;
+use crate::{Error, Result};
+
+/// SQLite has one writer: take the write lock up front so a transaction that
+/// reads before it writes cannot fail to upgrade when another process wrote
+/// in between (a busy timeout does not help there).
+pub const BEGIN: &str = "BEGIN IMMEDIATE";
+/// Row locks do not exist in SQLite; `BEGIN IMMEDIATE` already serialises writers.
+pub const FOR_UPDATE: &str = "";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub async fn connect(s: &DatabaseSettings) -> Result<SqlitePool> {
+    let wait = Duration::from_secs(s.acquire_timeout_secs);
+    let options = SqliteConnectOptions::from_str(&s.url)
+        .map_err(|e| Error::config(format!("database.url is not a SQLite URL: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL is durable across application crashes in WAL mode; only an
+        // OS crash can lose the last transactions.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(wait)
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(s.max_connections)
+        .acquire_timeout(wait)
+        .connect_with(options)
+        .await
+        .map_err(|e| Error::unavailable(format!("cannot open SQLite database {}: {e}", s.url)))
+}

@@ -1,0 +1,229 @@
+//! Test support: a fresh database per test on both backends, and a runner for
+//! the real binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Where the local Postgres server is; each test creates its own database.
+pub fn pg_admin_url() -> String {
+    std::env::var("CV_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test: a SQLite file in a temporary
+/// directory, or a new database on the local Postgres server.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// `None` (with the reason printed) when Postgres is not reachable and
+    /// `CV_REQUIRE_POSTGRES` is not set; CI sets it so a skip cannot hide.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("cv.db").display());
+                Some(TestDb {
+                    backend,
+                    url,
+                    dir,
+                    pg_name: None,
+                })
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = format!("{}/postgres", pg_admin_url());
+                let mut conn = match sqlx::PgConnection::connect(&admin).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if std::env::var("CV_REQUIRE_POSTGRES").is_ok() {
+                            panic!("Postgres is required (CV_REQUIRE_POSTGRES) but unreachable at {admin}: {e}");
+                        }
+                        eprintln!("SKIPPED (Postgres variant): no server at {admin}: {e}");
+                        return None;
+                    }
+                };
+                let name = format!("cv_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let url = format!("{}/{name}", pg_admin_url());
+                Some(TestDb {
+                    backend,
+                    url,
+                    dir,
+                    pg_name: Some(name),
+                })
+            }
+        }
+    }
+
+    /// Drops a Postgres test database (a failed test leaves it for inspection).
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_name {
+            use sqlx::Connection;
+            if let Ok(mut conn) =
+                sqlx::PgConnection::connect(&format!("{}/postgres", pg_admin_url())).await
+            {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Declares a test that runs once on SQLite and once on Postgres:
+/// `both_backends!(name, |db: TestDb| async move { ... })`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::new($crate::common::Backend::Sqlite)
+                    .await
+                    .unwrap();
+                ($body)(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) =
+                    $crate::common::TestDb::new($crate::common::Backend::Postgres).await
+                {
+                    ($body)(db).await;
+                }
+            }
+        }
+    };
+}
+
+/// The binary under test, with its database and extra environment.
+pub struct Bin {
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts success and returns the JSON result.
+    pub fn ok(&self) -> Value {
+        assert_eq!(self.code, 0, "expected success; stderr: {}", self.stderr);
+        self.json()
+    }
+
+    /// Asserts the exit code and the error line's code; returns the line.
+    pub fn err(&self, exit: i32, code: &str) -> String {
+        assert_eq!(
+            self.code, exit,
+            "stdout: {} stderr: {}",
+            self.stdout, self.stderr
+        );
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line in stderr: {}", self.stderr))
+            .to_string();
+        assert!(line.starts_with(&format!("error: {code}: ")), "{line}");
+        assert!(
+            self.stdout.trim().is_empty(),
+            "stdout on error: {}",
+            self.stdout
+        );
+        line
+    }
+}
+
+impl Bin {
+    pub fn new(db: &TestDb) -> Bin {
+        Bin {
+            env: vec![
+                ("CONTACT_VERIFIER__DATABASE__URL".into(), db.url.clone()),
+                ("CONTACT_VERIFIER__LOG__LEVEL".into(), "warn".into()),
+            ],
+            cwd: db.dir.path().to_path_buf(),
+        }
+    }
+
+    pub fn with_env(mut self, k: &str, v: &str) -> Bin {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_contact-verifier"));
+        cmd.args(args).current_dir(&self.cwd);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CONTACT_VERIFIER") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().expect("spawn contact-verifier");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            let data = input.to_vec();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
+        }
+        let out: Output = child.wait_with_output().expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
