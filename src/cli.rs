@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::service::{ContactSelector, Verifier};
 use crate::store::Store;
+use crate::sweep::StopSignal;
 use crate::{telemetry, Error, Result};
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// One sweep now, then exit.
+    Sweep {
+        /// Count what would be done; change and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Apply database migrations.
     Migrate,
     /// Load and validate the configuration; print it with secrets masked.
@@ -76,12 +83,20 @@ pub enum ContactCommand {
     Import { file: PathBuf },
     /// GetDetails.
     Show(SelectorArgs),
+    /// ResendContactVerificationNotice: send the verification email now.
+    Resend(SelectorArgs),
+    /// Confirm with a link's token, as the link does.
+    Confirm { token: String },
+    /// The contact's notification records, newest first.
+    Notifications(SelectorArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
     /// GetContactReachabilityStatus.
     Reachability { name: String },
+    /// ResendContactReachabilityEmail.
+    Resend { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,10 +146,24 @@ pub async fn execute(cli: Cli) -> Result<Option<Value>> {
         return Ok(Some(json!({ "applied": applied })));
     }
     let store = open_store(&settings).await?;
-    let verifier = Verifier::new(store.clone(), settings, Clock::system());
+    let mut verifier = Verifier::new(store.clone(), settings, Clock::system());
+    if needs_mail(&cli.command) {
+        verifier = verifier.with_mail()?;
+    } else if let Command::Contact(ContactCommand::Confirm { .. }) = cli.command {
+        verifier = verifier.with_secret()?;
+    }
     let result = dispatch(&verifier, cli.command).await;
     store.close().await;
     result.map(Some)
+}
+
+fn needs_mail(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Sweep { dry_run: false }
+            | Command::Contact(ContactCommand::Resend(_))
+            | Command::Domain(DomainCommand::Resend { .. })
+    )
 }
 
 async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
@@ -142,6 +171,7 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
         Command::Migrate | Command::CheckConfig => {
             unreachable!("handled before the database opens")
         }
+        Command::Sweep { dry_run } => to_json(&v.sweep(dry_run, &StopSignal::never()).await?),
         Command::Contact(c) => match c {
             ContactCommand::Add {
                 external_id,
@@ -161,9 +191,18 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                 to_json(&report)
             }
             ContactCommand::Show(sel) => to_json(&v.show_contact(&sel.selector()?).await?),
+            ContactCommand::Resend(sel) => Ok(v.resend(&sel.selector()?).await?.to_json()),
+            ContactCommand::Confirm { token } => to_json(&v.confirm(&token).await?.details),
+            ContactCommand::Notifications(sel) => {
+                let records = v.notifications(&sel.selector()?).await?;
+                Ok(json!({ "operations": records }))
+            }
         },
         Command::Domain(DomainCommand::Reachability { name }) => {
             to_json(&v.reachability(&name).await?)
+        }
+        Command::Domain(DomainCommand::Resend { name }) => {
+            to_json(&v.resend_for_domain(&name).await?)
         }
         Command::Operation(o) => match o {
             OperationCommand::Add {

@@ -303,6 +303,14 @@ impl Settings {
                 "verification.link_base_url must be an http(s) URL without query or fragment",
             ));
         }
+        if v.link_base_url
+            .chars()
+            .any(|c| "\"'<>&".contains(c) || c.is_whitespace())
+        {
+            return Err(Error::config(
+                "verification.link_base_url must not contain quotes, <, >, & or spaces",
+            ));
+        }
         if !v.secret.is_empty() {
             TokenSecret::new(v.secret.as_bytes().to_vec()).map_err(|_| {
                 Error::config(format!(

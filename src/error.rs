@@ -29,7 +29,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedTLD => "UnsupportedTLD",
             ErrorCode::Unavailable => "Unavailable",
             ErrorCode::Configuration => "Configuration",
-            ErrorCode::Expired => "Expired",
+            // The contract's CLI and API name no separate code for an expired
+            // link: it is bad input whose message says it expired; only the
+            // confirmation page tells it apart (410).
+            ErrorCode::Expired => "InvalidInput",
             ErrorCode::Internal => "InternalFailure",
         }
     }

@@ -5,10 +5,13 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod mail;
 pub mod service;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 
 pub use error::{Error, ErrorCode, Result};

@@ -10,11 +10,16 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::delivery::{Delivery, Job};
 use crate::domain::verification::Status;
+use crate::domain::verification::{ResendPlan, Sent};
+use crate::domain::{mask_email, TokenSecret, VerificationToken};
 use crate::domain::{
     parse_timestamp, ts_serde, ContactEmail, DomainName, ExternalId, OperationStatus,
     OperationType, Policy, StatusFlag,
 };
+use crate::mail::{MailKind, Mailer};
+use crate::store::{operation_type, reason, NotificationRecord};
 use crate::store::{ContactRecord, ContactUpsert, ImportedState, OperationRecord, Store};
 use crate::{Error, ErrorCode, Result};
 
@@ -99,9 +104,12 @@ pub struct Verifier {
     pub settings: Arc<Settings>,
     pub policy: Policy,
     pub clock: Clock,
+    mailer: Option<Arc<Mailer>>,
+    secret: Option<TokenSecret>,
 }
 
 impl Verifier {
+    /// A verifier that can read and write the store but not send or confirm.
     pub fn new(store: Store, settings: Arc<Settings>, clock: Clock) -> Self {
         let policy = settings.policy();
         Verifier {
@@ -109,7 +117,37 @@ impl Verifier {
             settings,
             policy,
             clock,
+            mailer: None,
+            secret: None,
         }
+    }
+
+    /// Adds the SMTP client and the link secret, for the commands that send
+    /// or confirm. Fails with a configuration error naming the missing key.
+    pub fn with_mail(mut self) -> Result<Self> {
+        self.secret = Some(self.settings.token_secret()?);
+        let dir = &self.settings.templates.dir;
+        let dir = (!dir.is_empty()).then(|| std::path::Path::new(dir));
+        self.mailer = Some(Arc::new(Mailer::new(&self.settings.smtp, dir)?));
+        Ok(self)
+    }
+
+    /// Adds only the link secret (confirming needs no SMTP).
+    pub fn with_secret(mut self) -> Result<Self> {
+        self.secret = Some(self.settings.token_secret()?);
+        Ok(self)
+    }
+
+    pub(crate) fn mailer(&self) -> Result<&Mailer> {
+        self.mailer
+            .as_deref()
+            .ok_or_else(|| Error::internal("this command was started without the SMTP client"))
+    }
+
+    pub(crate) fn secret(&self) -> Result<&TokenSecret> {
+        self.secret
+            .as_ref()
+            .ok_or_else(|| Error::internal("this command was started without the link secret"))
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -403,4 +441,242 @@ impl Verifier {
             .operations(domain.as_ref(), flag, MAX_LISTED_OPERATIONS)
             .await
     }
+
+    /// ResendContactVerificationNotice: delivered now, not queued. Already
+    /// validated -> no email; pending -> the current link again; otherwise a
+    /// fresh key. More than the daily limit -> OperationLimitExceeded.
+    pub async fn resend(&self, selector: &ContactSelector) -> Result<ResendOutcome> {
+        let contact = self.find_contact(selector).await?;
+        let owner = format!("resend-{}", uuid::Uuid::new_v4().simple());
+        for _ in 0..RESEND_ATTEMPTS {
+            let now = self.now();
+            let v = self
+                .store
+                .verification(&contact.email_key)
+                .await?
+                .ok_or_else(|| Error::internal("contact has no verification record"))?;
+            let plan = v.resend_plan(now);
+            if plan == ResendPlan::AlreadyVerified {
+                return Ok(ResendOutcome {
+                    details: self.details(&contact).await?,
+                    notification: None,
+                });
+            }
+            let limit = i64::from(self.settings.verification.resend_limit_per_day);
+            let recent = self
+                .store
+                .resends_since(&contact.email_key, now - chrono::Duration::hours(24))
+                .await?;
+            if recent >= limit {
+                return Err(Error::new(
+                    ErrorCode::OperationLimitExceeded,
+                    format!("{recent} verification emails were resent to this address in the last 24 hours (limit {limit}); try again later"),
+                ));
+            }
+            if v.is_claimed(now) {
+                // A sweep is mailing this address right now; wait for it.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            let job = Job {
+                kind: MailKind::Verification,
+                operation_type: operation_type::VERIFICATION,
+                reason: reason::RESEND.to_string(),
+                new_key: plan == ResendPlan::NewKey,
+                backoff_on_failure: false,
+                sent: Sent::Verification,
+            };
+            match self.deliver(&v, &job, &owner).await? {
+                Delivery::Skipped => continue,
+                Delivery::Sent(note) => {
+                    return Ok(ResendOutcome {
+                        details: self.details(&contact).await?,
+                        notification: Some(note),
+                    })
+                }
+                Delivery::Failed(_, e) => {
+                    return Err(Error::unavailable(format!(
+                        "the SMTP server did not accept the message ({}): {}",
+                        e.code, e.detail
+                    )))
+                }
+            }
+        }
+        Err(Error::unavailable(
+            "another delivery to this address is in progress; try again shortly",
+        ))
+    }
+
+    /// ResendContactReachabilityEmail for a domain's registrant.
+    pub async fn resend_for_domain(&self, name: &str) -> Result<DomainResend> {
+        let domain = DomainName::parse(name)?;
+        self.check_tld(&domain)?;
+        let contact = self.registrant(&domain).await?;
+        let id = ExternalId::parse(&contact.external_id)?;
+        let outcome = self.resend(&ContactSelector::ExternalId(id)).await?;
+        Ok(DomainResend {
+            domain_name: domain.to_string(),
+            email_address: contact.email,
+            is_already_verified: outcome.notification.is_none(),
+        })
+    }
+
+    /// What the emailed link does: validates the address the token was
+    /// issued for, if the token is genuine, current and unexpired.
+    /// Confirming again is a success that changes nothing.
+    pub async fn confirm(&self, token: &str) -> Result<Confirmation> {
+        let secret = self.secret()?;
+        let token = VerificationToken::parse(token)?;
+        let invalid = || {
+            Error::invalid(
+                "this verification link is not valid; check that it was copied completely",
+            )
+        };
+        let key = self
+            .store
+            .key(&token.key_id().to_hex())
+            .await?
+            .ok_or_else(invalid)?;
+        if !secret.verify(&token, &key.email_key) {
+            return Err(invalid());
+        }
+        if let Some(reason) = &key.void_reason {
+            return Err(Error::invalid(format!(
+                "this verification link no longer works: {reason}"
+            )));
+        }
+        for _ in 0..RESEND_ATTEMPTS {
+            let now = self.now();
+            let Some(mut v) = self.store.verification(&key.email_key).await? else {
+                return Err(Error::invalid(format!(
+                    "this verification link no longer works: {}",
+                    crate::store::VOID_EMAIL_CHANGED
+                )));
+            };
+            if v.key.as_ref().map(|k| k.id.as_str()) != Some(key.key_id.as_str()) {
+                return Err(Error::invalid(format!(
+                    "this verification link no longer works: {}",
+                    crate::store::VOID_SUPERSEDED
+                )));
+            }
+            let contact = self
+                .store
+                .contacts_by_email(&key.email_key)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "this verification link no longer works: no contact uses the address",
+                    )
+                })?;
+            if v.status == Status::Validated {
+                return Ok(Confirmation {
+                    details: self.details(&contact).await?,
+                    already_confirmed: true,
+                    email: v.email,
+                });
+            }
+            if now >= key.expires_at {
+                return Err(Error::new(
+                    ErrorCode::Expired,
+                    format!(
+                        "this verification link expired on {}; ask your registrar to send a new one",
+                        crate::domain::format_timestamp(&key.expires_at)
+                    ),
+                ));
+            }
+            v.validate(now);
+            if self
+                .store
+                .commit(&mut v, &crate::store::Change::default(), now, &self.policy)
+                .await?
+            {
+                tracing::info!(event = "contact_validated", email = %mask_email(&v.email),
+                    external_id = %contact.external_id, "registrant confirmed the email address");
+                return Ok(Confirmation {
+                    details: self.details(&contact).await?,
+                    already_confirmed: false,
+                    email: v.email,
+                });
+            }
+        }
+        Err(Error::unavailable(
+            "the verification kept changing; try again",
+        ))
+    }
+
+    /// Who a link is for, without confirming anything (the GET page).
+    pub async fn inspect_token(&self, token: &str) -> Result<String> {
+        let secret = self.secret()?;
+        let token = VerificationToken::parse(token)?;
+        let invalid = || {
+            Error::invalid(
+                "this verification link is not valid; check that it was copied completely",
+            )
+        };
+        let key = self
+            .store
+            .key(&token.key_id().to_hex())
+            .await?
+            .ok_or_else(invalid)?;
+        if !secret.verify(&token, &key.email_key) {
+            return Err(invalid());
+        }
+        let v = self.store.verification(&key.email_key).await?;
+        Ok(v.map(|v| v.email).unwrap_or(key.email_key))
+    }
+
+    /// A contact's notification records (its address's), newest first.
+    pub async fn notifications(
+        &self,
+        selector: &ContactSelector,
+    ) -> Result<Vec<NotificationRecord>> {
+        let contact = self.find_contact(selector).await?;
+        self.store
+            .notifications(&contact.email_key, MAX_LISTED_NOTIFICATIONS)
+            .await
+    }
+}
+
+/// Resends and confirmations retry this often when racing another writer.
+const RESEND_ATTEMPTS: u32 = 25;
+const MAX_LISTED_NOTIFICATIONS: i64 = 1000;
+
+/// ResendContactVerificationNotice's answer: GetDetails plus the record of
+/// the email sent (`None` when the address was already verified).
+#[derive(Debug, Clone)]
+pub struct ResendOutcome {
+    pub details: ContactDetails,
+    pub notification: Option<NotificationRecord>,
+}
+
+impl ResendOutcome {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.details).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert(
+                "Notification".into(),
+                serde_json::to_value(&self.notification).unwrap_or_default(),
+            );
+        }
+        v
+    }
+}
+
+/// ResendContactReachabilityEmail's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainResend {
+    pub domain_name: String,
+    pub email_address: String,
+    pub is_already_verified: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub details: ContactDetails,
+    pub already_confirmed: bool,
+    /// The confirmed address, for the result page.
+    pub email: String,
 }

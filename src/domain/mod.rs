@@ -11,7 +11,7 @@ pub mod verification;
 pub use contact_email::ContactEmail;
 pub use domain_name::DomainName;
 pub use external_id::ExternalId;
-pub use operation::{OperationStatus, OperationType, StatusFlag};
+pub use operation::{settle, OperationStatus, OperationType, StatusFlag};
 pub use token::{KeyId, TokenSecret, VerificationToken};
 pub use verification::{Due, Policy, Status, Verification};
 

@@ -128,3 +128,84 @@ mod tests {
         assert!(OperationType::parse("register_domain").is_err());
     }
 }
+
+/// The message an operation gets when it fails for an unverified registrant.
+pub const EXPIRED_MESSAGE: &str =
+    "The registrant did not confirm the contact email address before the verification link expired.";
+/// The message an operation gets when its registrant confirmed.
+pub const VALIDATED_MESSAGE: &str = "The registrant confirmed the contact email address.";
+
+/// What an open operation becomes given its registrant's verification
+/// (CONTRACT section 2, operation flags); `None` when nothing changes.
+/// Operations carrying another system's flag are never touched.
+pub fn settle(
+    status: OperationStatus,
+    flag: Option<StatusFlag>,
+    registrant: Option<super::Status>,
+) -> Option<(OperationStatus, Option<StatusFlag>, Option<&'static str>)> {
+    use super::Status;
+    if !status.is_open() || flag.is_some_and(|f| f != StatusFlag::PENDING_CUSTOMER_ACTION) {
+        return None;
+    }
+    match registrant? {
+        Status::Validated => Some((OperationStatus::SUCCESSFUL, None, Some(VALIDATED_MESSAGE))),
+        Status::Expired => Some((OperationStatus::FAILED, None, Some(EXPIRED_MESSAGE))),
+        Status::NotValidated | Status::Pending => (flag
+            != Some(StatusFlag::PENDING_CUSTOMER_ACTION))
+        .then_some((status, Some(StatusFlag::PENDING_CUSTOMER_ACTION), None)),
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use crate::domain::Status;
+
+    const PCA: Option<StatusFlag> = Some(StatusFlag::PENDING_CUSTOMER_ACTION);
+
+    #[test]
+    fn open_operation_of_unvalidated_registrant_gets_pending_customer_action() {
+        for s in [OperationStatus::SUBMITTED, OperationStatus::IN_PROGRESS] {
+            for r in [Status::NotValidated, Status::Pending] {
+                assert_eq!(settle(s, None, Some(r)), Some((s, PCA, None)));
+                assert_eq!(settle(s, PCA, Some(r)), None, "already flagged: no change");
+            }
+        }
+    }
+
+    #[test]
+    fn validated_registrant_makes_operation_successful_without_flag() {
+        assert_eq!(
+            settle(OperationStatus::IN_PROGRESS, PCA, Some(Status::Validated)),
+            Some((OperationStatus::SUCCESSFUL, None, Some(VALIDATED_MESSAGE)))
+        );
+    }
+
+    #[test]
+    fn expired_registrant_fails_operation_with_a_reason() {
+        assert_eq!(
+            settle(OperationStatus::SUBMITTED, None, Some(Status::Expired)),
+            Some((OperationStatus::FAILED, None, Some(EXPIRED_MESSAGE)))
+        );
+    }
+
+    #[test]
+    fn other_systems_flags_and_closed_operations_are_left_alone() {
+        for f in StatusFlag::ALL
+            .iter()
+            .filter(|f| **f != StatusFlag::PENDING_CUSTOMER_ACTION)
+        {
+            for r in [Status::NotValidated, Status::Validated, Status::Expired] {
+                assert_eq!(settle(OperationStatus::SUBMITTED, Some(*f), Some(r)), None);
+            }
+        }
+        for s in [
+            OperationStatus::ERROR,
+            OperationStatus::SUCCESSFUL,
+            OperationStatus::FAILED,
+        ] {
+            assert_eq!(settle(s, PCA, Some(Status::Validated)), None);
+        }
+        assert_eq!(settle(OperationStatus::SUBMITTED, None, None), None);
+    }
+}

@@ -259,18 +259,22 @@ impl Verification {
         self.claim_owner.as_deref() == Some(owner)
     }
 
-    /// Issues a fresh key valid for the policy's period. Returns the key that
-    /// it replaces, which the caller voids.
-    pub fn issue_key(&mut self, now: DateTime<Utc>, p: &Policy) -> (KeyId, Option<Key>) {
-        let id = KeyId::generate();
-        let old = self.key.replace(Key {
-            id: id.to_hex(),
+    /// A fresh key valid for the policy's period from `now`, not yet in use:
+    /// it is installed only once the email carrying it was accepted.
+    pub fn prepare_key(now: DateTime<Utc>, p: &Policy) -> Key {
+        Key {
+            id: KeyId::generate().to_hex(),
             issued_at: now,
             expires_at: now + p.key_validity,
-        });
+        }
+    }
+
+    /// Makes `key` the current key (its reminders start over). Returns the key
+    /// it replaces, which the caller voids.
+    pub fn install_key(&mut self, key: Key) -> Option<Key> {
         self.reminder_day_covered = 0;
         self.expiry_notice_owed = false;
-        (id, old)
+        self.key.replace(key)
     }
 
     /// Records a delivered email for `what`.
@@ -402,7 +406,7 @@ mod tests {
     /// A verification whose first email went out at `t0`.
     fn pending(p: &Policy) -> Verification {
         let mut v = fresh();
-        v.issue_key(t0(), p);
+        v.install_key(Verification::prepare_key(t0(), p));
         v.sent(Sent::Verification, t0());
         v
     }
@@ -631,15 +635,17 @@ mod tests {
     }
 
     #[test]
-    fn issuing_a_key_returns_the_old_one_and_restarts_reminders() {
+    fn installing_a_key_returns_the_old_one_and_restarts_reminders() {
         let p = Policy::default();
         let mut v = pending(&p);
         v.sent(Sent::Reminder { day: 7 }, t0() + days(7));
         let old = v.key.clone();
         let later = t0() + days(70);
-        let (id, replaced) = v.issue_key(later, &p);
+        let key = Verification::prepare_key(later, &p);
+        let replaced = v.install_key(key.clone());
         assert_eq!(replaced, old);
-        assert_eq!(v.key.as_ref().unwrap().id, id.to_hex());
+        assert_ne!(Some(key.clone()), old);
+        assert_eq!(v.key.as_ref(), Some(&key));
         assert_eq!(v.reminder_day_covered, 0);
         assert_eq!(v.key.as_ref().unwrap().expires_at, later + days(60));
     }

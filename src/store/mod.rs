@@ -176,6 +176,14 @@ macro_rules! release_address {
     }};
 }
 
+/// An open operation with its registrant's verification.
+#[derive(Debug, Clone)]
+pub struct OpenOperation {
+    pub operation: OperationRecord,
+    pub registrant_status: Option<Status>,
+    pub registrant_email_key: Option<String>,
+}
+
 /// A contact to create or update (`contact add`, an import line, the API).
 #[derive(Debug, Clone)]
 pub struct ContactUpsert {
@@ -590,11 +598,12 @@ impl Store {
 
     /// Open operations that wait on their registrant (no flag, or ours),
     /// with the registrant's verification status.
-    pub async fn open_operations(&self) -> Result<Vec<(OperationRecord, Option<Status>)>> {
+    pub async fn open_operations(&self) -> Result<Vec<OpenOperation>> {
         with_pool!(self, pool, d => {
             let rows: Vec<OpenOperationRow> = sqlx::query_as(
                 "SELECT o.id, o.domain_name, o.type, o.status, o.status_flag, o.message, \
-                        o.submitted_at, o.last_updated_at, v.status AS registrant_status \
+                        o.submitted_at, o.last_updated_at, v.status AS registrant_status, \
+                        v.email_key AS registrant_email_key \
                  FROM operations o \
                  LEFT JOIN domains dm ON dm.name = o.domain_name \
                  LEFT JOIN contacts c ON c.external_id = dm.contact_external_id \
@@ -606,8 +615,11 @@ impl Store {
                 .await?;
             rows.into_iter()
                 .map(|r| {
-                    let status = r.registrant_status.as_deref().map(Status::parse).transpose()?;
-                    Ok((r.op.into_domain()?, status))
+                    Ok(OpenOperation {
+                        registrant_status: r.registrant_status.as_deref().map(Status::parse).transpose()?,
+                        registrant_email_key: r.registrant_email_key,
+                        operation: r.op.into_domain()?,
+                    })
                 })
                 .collect()
         })

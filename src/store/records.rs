@@ -276,4 +276,5 @@ pub(crate) struct OpenOperationRow {
     #[sqlx(flatten)]
     pub(crate) op: OperationRow,
     pub(crate) registrant_status: Option<String>,
+    pub(crate) registrant_email_key: Option<String>,
 }

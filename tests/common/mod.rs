@@ -2,6 +2,9 @@
 //! the real binary.
 #![allow(dead_code)]
 
+pub mod app;
+pub mod smtp;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -226,4 +229,37 @@ impl Bin {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// Every text value in the verification-related tables, for checking what a
+/// copy of the database would reveal. Key ids appear as `key_id=HEX`.
+pub async fn dump_database(url: &str) -> String {
+    use sqlx::Row;
+    let mut out = String::new();
+    let queries = [
+        "SELECT 'key_id=' || key_id || ' ' || email_key || ' ' || COALESCE(void_reason, '') AS t FROM verification_keys",
+        "SELECT email_key || ' ' || email || ' ' || status || ' ' || COALESCE(key_id, '') || ' ' || COALESCE(claim_owner, '') AS t FROM verifications",
+        "SELECT id || ' ' || operation_type || ' ' || reason || ' ' || COALESCE(error_details, '') AS t FROM notifications",
+        "SELECT external_id || ' ' || email AS t FROM contacts",
+    ];
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("open sqlite");
+        for q in queries {
+            for row in sqlx::query(q).fetch_all(&pool).await.expect("dump") {
+                out.push_str(&row.get::<String, _>("t"));
+                out.push('\n');
+            }
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("open postgres");
+        for q in queries {
+            for row in sqlx::query(q).fetch_all(&pool).await.expect("dump") {
+                out.push_str(&row.get::<String, _>("t"));
+                out.push('\n');
+            }
+        }
+        pool.close().await;
+    }
+    out
 }
