@@ -31,6 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: scheduled sweeps and the HTTP API, until SIGTERM/SIGINT.
+    Run,
     /// One sweep now, then exit.
     Sweep {
         /// Count what would be done; change and send nothing.
@@ -152,15 +154,18 @@ pub async fn execute(cli: Cli) -> Result<Option<Value>> {
     } else if let Command::Contact(ContactCommand::Confirm { .. }) = cli.command {
         verifier = verifier.with_secret()?;
     }
+    let is_run = matches!(cli.command, Command::Run);
     let result = dispatch(&verifier, cli.command).await;
     store.close().await;
-    result.map(Some)
+    // The daemon prints nothing on stdout: its output is its logs.
+    result.map(|v| (!is_run).then_some(v))
 }
 
 fn needs_mail(command: &Command) -> bool {
     matches!(
         command,
-        Command::Sweep { dry_run: false }
+        Command::Run
+            | Command::Sweep { dry_run: false }
             | Command::Contact(ContactCommand::Resend(_))
             | Command::Domain(DomainCommand::Resend { .. })
     )
@@ -171,7 +176,22 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
         Command::Migrate | Command::CheckConfig => {
             unreachable!("handled before the database opens")
         }
-        Command::Sweep { dry_run } => to_json(&v.sweep(dry_run, &StopSignal::never()).await?),
+        Command::Run => {
+            crate::daemon::run(v.clone()).await?;
+            Ok(Value::Null)
+        }
+        Command::Sweep { dry_run } => {
+            // SIGTERM/SIGINT stop a one-shot sweep as they stop the daemon's:
+            // emails in flight finish and are recorded, no new ones start.
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let signals = tokio::spawn(async move {
+                crate::daemon::wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            let summary = v.sweep(dry_run, &StopSignal::new(rx)).await;
+            signals.abort();
+            to_json(&summary?)
+        }
         Command::Contact(c) => match c {
             ContactCommand::Add {
                 external_id,

@@ -240,22 +240,28 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Replaces `*_file` settings by the secrets they hold.
+    /// Replaces `*_file` settings by the secrets they hold. A blank optional
+    /// secret file means "not set", so a service manager can supply an empty
+    /// fallback (systemd's SetCredential=) when no SMTP password or API token
+    /// is used; a blank link secret is refused.
     fn resolve_secret_files(&mut self) -> Result<()> {
         resolve_secret(
             "verification.secret",
             &mut self.verification.secret,
             &self.verification.secret_file,
+            Blank::Refused,
         )?;
         resolve_secret(
             "smtp.password",
             &mut self.smtp.password,
             &self.smtp.password_file,
+            Blank::NotSet,
         )?;
         resolve_secret(
             "http.api_token",
             &mut self.http.api_token,
             &self.http.api_token_file,
+            Blank::NotSet,
         )?;
         Ok(())
     }
@@ -440,7 +446,14 @@ pub fn mask_url_password(url: &str) -> String {
     }
 }
 
-fn resolve_secret(key: &str, value: &mut String, file: &str) -> Result<()> {
+/// What a secret file holding only white space means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blank {
+    Refused,
+    NotSet,
+}
+
+fn resolve_secret(key: &str, value: &mut String, file: &str, blank: Blank) -> Result<()> {
     if file.is_empty() {
         return Ok(());
     }
@@ -455,7 +468,10 @@ fn resolve_secret(key: &str, value: &mut String, file: &str) -> Result<()> {
         .map_err(|_| Error::config(format!("{key}_file: {file} is not UTF-8 text")))?;
     let text = text.trim();
     if text.is_empty() {
-        return Err(Error::config(format!("{key}_file: {file} is empty")));
+        return match blank {
+            Blank::NotSet => Ok(()),
+            Blank::Refused => Err(Error::config(format!("{key}_file: {file} is empty"))),
+        };
     }
     *value = text.to_string();
     Ok(())
@@ -511,7 +527,27 @@ mod tests {
     #[test]
     fn secret_and_secret_file_together_are_refused() {
         let mut v = "x".to_string();
-        let e = resolve_secret("smtp.password", &mut v, "/etc/hostname").unwrap_err();
+        let e =
+            resolve_secret("smtp.password", &mut v, "/etc/hostname", Blank::NotSet).unwrap_err();
         assert!(e.message.contains("smtp.password"));
+    }
+
+    #[test]
+    fn blank_file_means_not_set_for_optional_secrets_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \n").unwrap();
+        let blank = blank.to_str().unwrap();
+        let mut token = String::new();
+        resolve_secret("http.api_token", &mut token, blank, Blank::NotSet).unwrap();
+        assert!(token.is_empty());
+        let mut secret = String::new();
+        let e =
+            resolve_secret("verification.secret", &mut secret, blank, Blank::Refused).unwrap_err();
+        assert!(
+            e.message.contains("verification.secret_file"),
+            "{}",
+            e.message
+        );
     }
 }

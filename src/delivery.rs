@@ -12,7 +12,7 @@ use crate::domain::verification::{Key, Sent, Verification};
 use crate::domain::{mask_email, KeyId};
 use crate::mail::{MailContext, MailKind, SendError};
 use crate::service::Verifier;
-use crate::store::{Change, NotificationRecord, VOID_SUPERSEDED};
+use crate::store::{Change, NotificationRecord, VOID_SUPERSEDED, VOID_UNDELIVERED};
 use crate::{Error, ErrorCode, Result};
 
 /// What to send and how to record it.
@@ -56,7 +56,14 @@ impl Verifier {
         let mut claimed = v.clone();
         claimed.claim(owner, now, &self.policy);
         let note = NotificationRecord::started(&v.email_key, job.operation_type, &job.reason, now);
+        // A fresh key is recorded with the claim, before the email leaves:
+        // its link must work from the moment the registrant can have it,
+        // even if this process dies before recording the outcome.
+        let prepared = job
+            .new_key
+            .then(|| Verification::prepare_key(now, &self.policy));
         let change = Change {
+            new_key: prepared.as_ref(),
             notification: Some(&note),
             ..Change::default()
         };
@@ -67,11 +74,7 @@ impl Verifier {
         {
             return Ok(Delivery::Skipped);
         }
-        let key = match (&claimed.key, job.new_key) {
-            (_, true) => Some(Verification::prepare_key(now, &self.policy)),
-            (Some(k), false) => Some(k.clone()),
-            (None, false) => None,
-        };
+        let key = prepared.or_else(|| claimed.key.clone());
         let result = async {
             let domains = self
                 .store
@@ -181,24 +184,27 @@ impl Verifier {
                 return Ok(());
             };
             cur.release();
-            let mut replaced = None;
-            let mut new_key = None;
+            let mut change = Change {
+                notification: Some(note),
+                ..Change::default()
+            };
+            let fresh_key = key.filter(|_| job.new_key);
             if sent {
-                if job.new_key && cur.status != crate::domain::Status::Validated {
-                    if let Some(k) = key {
-                        replaced = cur.install_key(k.clone());
-                        new_key = Some(k);
-                    }
+                if let Some(k) =
+                    fresh_key.filter(|_| cur.status != crate::domain::Status::Validated)
+                {
+                    cur.install_key(k.clone());
+                    change.void_other_keys = Some((k.id.as_str(), VOID_SUPERSEDED));
                 }
                 cur.sent(job.sent, now);
-            } else if job.backoff_on_failure {
-                cur.send_failed(now, &self.policy);
+            } else {
+                if let Some(k) = fresh_key {
+                    change.void_key = Some((k.id.as_str(), VOID_UNDELIVERED));
+                }
+                if job.backoff_on_failure {
+                    cur.send_failed(now, &self.policy);
+                }
             }
-            let change = Change {
-                new_key,
-                void_key: replaced.as_ref().map(|k| (k.id.as_str(), VOID_SUPERSEDED)),
-                notification: Some(note),
-            };
             if self
                 .store
                 .commit(&mut cur, &change, now, &self.policy)

@@ -121,11 +121,20 @@ impl From<sqlx::Error> for Error {
 }
 
 /// Postgres reports a server shutting down or starting up with SQLSTATE class
-/// 57P (operator intervention) and 08 (connection exception); SQLite reports a
-/// lock held past busy_timeout as SQLITE_BUSY (5).
+/// 57P (operator intervention), a lost connection with 08, exhausted resources
+/// (connections, disk) with 53, and a database not accepting connections with
+/// 55000; SQLite reports a lock held past busy_timeout as SQLITE_BUSY (5) and
+/// SQLITE_LOCKED (6).
 fn is_unavailable_db_error(db: &dyn sqlx::error::DatabaseError) -> bool {
     match db.code() {
-        Some(code) => code.starts_with("57P") || code.starts_with("08") || code == "5",
+        Some(code) => {
+            code.starts_with("57P")
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code == "55000"
+                || code == "5"
+                || code == "6"
+        }
         None => false,
     }
 }

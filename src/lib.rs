@@ -2,9 +2,11 @@
 //! registrars (ICANN Whois accuracy). See README.md and the contract in
 //! CONTRACT.md for the behaviour this crate implements.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod domain;
 pub mod error;

@@ -521,110 +521,91 @@ impl Verifier {
         })
     }
 
+    /// Checks a link without changing anything (the GET page; mail scanners
+    /// fetch links): genuine, not voided, current, and either confirmable or
+    /// already confirmed. Expired links are an `Expired` error.
+    pub async fn check_link(&self, token: &str) -> Result<LinkCheck> {
+        let secret = self.secret()?;
+        let token = VerificationToken::parse(token)?;
+        let invalid = || {
+            Error::invalid(
+                "this verification link is not valid; check that it was copied completely",
+            )
+        };
+        let key = self
+            .store
+            .key(&token.key_id().to_hex())
+            .await?
+            .ok_or_else(invalid)?;
+        if !secret.verify(&token, &key.email_key) {
+            return Err(invalid());
+        }
+        let void = |reason: &str| {
+            Error::invalid(format!("this verification link no longer works: {reason}"))
+        };
+        if let Some(reason) = &key.void_reason {
+            return Err(void(reason));
+        }
+        // A key not voided is the current one, or one whose email is being
+        // delivered right now: either way its holder received our link.
+        let v = self
+            .store
+            .verification(&key.email_key)
+            .await?
+            .ok_or_else(|| void(crate::store::VOID_EMAIL_CHANGED))?;
+        let contact = self
+            .store
+            .contacts_by_email(&key.email_key)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| void("no contact uses the address any more"))?;
+        if v.status != Status::Validated && self.now() >= key.expires_at {
+            return Err(Error::new(
+                ErrorCode::Expired,
+                format!(
+                    "this verification link expired on {}; ask your registrar to send a new one",
+                    crate::domain::format_timestamp(&key.expires_at)
+                ),
+            ));
+        }
+        Ok(LinkCheck {
+            already_confirmed: v.status == Status::Validated,
+            verification: v,
+            contact,
+        })
+    }
+
     /// What the emailed link does: validates the address the token was
     /// issued for, if the token is genuine, current and unexpired.
     /// Confirming again is a success that changes nothing.
     pub async fn confirm(&self, token: &str) -> Result<Confirmation> {
-        let secret = self.secret()?;
-        let token = VerificationToken::parse(token)?;
-        let invalid = || {
-            Error::invalid(
-                "this verification link is not valid; check that it was copied completely",
-            )
-        };
-        let key = self
-            .store
-            .key(&token.key_id().to_hex())
-            .await?
-            .ok_or_else(invalid)?;
-        if !secret.verify(&token, &key.email_key) {
-            return Err(invalid());
-        }
-        if let Some(reason) = &key.void_reason {
-            return Err(Error::invalid(format!(
-                "this verification link no longer works: {reason}"
-            )));
-        }
         for _ in 0..RESEND_ATTEMPTS {
-            let now = self.now();
-            let Some(mut v) = self.store.verification(&key.email_key).await? else {
-                return Err(Error::invalid(format!(
-                    "this verification link no longer works: {}",
-                    crate::store::VOID_EMAIL_CHANGED
-                )));
-            };
-            if v.key.as_ref().map(|k| k.id.as_str()) != Some(key.key_id.as_str()) {
-                return Err(Error::invalid(format!(
-                    "this verification link no longer works: {}",
-                    crate::store::VOID_SUPERSEDED
-                )));
-            }
-            let contact = self
-                .store
-                .contacts_by_email(&key.email_key)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "this verification link no longer works: no contact uses the address",
-                    )
-                })?;
-            if v.status == Status::Validated {
-                return Ok(Confirmation {
-                    details: self.details(&contact).await?,
-                    already_confirmed: true,
-                    email: v.email,
-                });
-            }
-            if now >= key.expires_at {
-                return Err(Error::new(
-                    ErrorCode::Expired,
-                    format!(
-                        "this verification link expired on {}; ask your registrar to send a new one",
-                        crate::domain::format_timestamp(&key.expires_at)
-                    ),
-                ));
-            }
-            v.validate(now);
-            if self
-                .store
-                .commit(&mut v, &crate::store::Change::default(), now, &self.policy)
-                .await?
-            {
+            let check = self.check_link(token).await?;
+            let mut v = check.verification;
+            if !check.already_confirmed {
+                let now = self.now();
+                v.validate(now);
+                let change = crate::store::Change::default();
+                if !self
+                    .store
+                    .commit(&mut v, &change, now, &self.policy)
+                    .await?
+                {
+                    continue;
+                }
                 tracing::info!(event = "contact_validated", email = %mask_email(&v.email),
-                    external_id = %contact.external_id, "registrant confirmed the email address");
-                return Ok(Confirmation {
-                    details: self.details(&contact).await?,
-                    already_confirmed: false,
-                    email: v.email,
-                });
+                    external_id = %check.contact.external_id, "registrant confirmed the email address");
             }
+            return Ok(Confirmation {
+                details: self.details(&check.contact).await?,
+                already_confirmed: check.already_confirmed,
+                email: v.email,
+            });
         }
         Err(Error::unavailable(
             "the verification kept changing; try again",
         ))
-    }
-
-    /// Who a link is for, without confirming anything (the GET page).
-    pub async fn inspect_token(&self, token: &str) -> Result<String> {
-        let secret = self.secret()?;
-        let token = VerificationToken::parse(token)?;
-        let invalid = || {
-            Error::invalid(
-                "this verification link is not valid; check that it was copied completely",
-            )
-        };
-        let key = self
-            .store
-            .key(&token.key_id().to_hex())
-            .await?
-            .ok_or_else(invalid)?;
-        if !secret.verify(&token, &key.email_key) {
-            return Err(invalid());
-        }
-        let v = self.store.verification(&key.email_key).await?;
-        Ok(v.map(|v| v.email).unwrap_or(key.email_key))
     }
 
     /// A contact's notification records (its address's), newest first.
@@ -671,6 +652,14 @@ pub struct DomainResend {
     pub domain_name: String,
     pub email_address: String,
     pub is_already_verified: bool,
+}
+
+/// A link that checked out: whose it is and whether it was used already.
+#[derive(Debug, Clone)]
+pub struct LinkCheck {
+    pub verification: crate::domain::Verification,
+    pub contact: ContactRecord,
+    pub already_confirmed: bool,
 }
 
 #[derive(Debug, Clone)]

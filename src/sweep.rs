@@ -61,6 +61,16 @@ impl StopSignal {
     pub fn is_stopped(&self) -> bool {
         self.0.as_ref().is_some_and(|rx| *rx.borrow())
     }
+
+    /// Resolves once a stop is requested (never, for [`StopSignal::never`]).
+    pub async fn wait(&mut self) {
+        match &mut self.0 {
+            Some(rx) => {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl Verifier {

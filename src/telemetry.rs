@@ -9,8 +9,11 @@ use crate::config::{LogFormat, LogSettings};
 /// Installs the global subscriber; `RUST_LOG` overrides `log.level`.
 /// Calling it twice is harmless (the second call is ignored).
 pub fn init(settings: &LogSettings) {
+    // The scheduler crate logs its own bookkeeping at INFO; keep it to
+    // warnings unless asked for explicitly.
+    let configured = format!("{},tokio_cron_scheduler=warn", settings.level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(&configured))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -352,3 +352,56 @@ both_backends!(
         app.done().await;
     }
 );
+
+both_backends!(
+    sigterm_stops_a_one_shot_sweep_between_emails,
+    |db: TestDb| async move {
+        let app = App::new(db).await;
+        let bin = app
+            .bin()
+            .with_env("CONTACT_VERIFIER__SMTP__MAX_CONNECTIONS", "1");
+        let mut lines = String::new();
+        for i in 0..30 {
+            lines.push_str(&format!(
+                "{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\"}}\n"
+            ));
+        }
+        bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
+            .ok();
+        app.sink.set_delay(Duration::from_millis(100));
+        let mut cmd = bin.command(&["sweep"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        app.sink.wait_for(3, WAIT).await;
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sent = summary["initial_sent"].as_u64().unwrap() as usize;
+        assert!(sent < 30, "{summary}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            app.sink.count(),
+            sent,
+            "the summary counts every email that went out"
+        );
+        let pending = (0..30)
+            .filter(|i| {
+                bin.run(&["contact", "show", "--external-id", &format!("DNA-{i}")])
+                    .ok()["VerificationStatus"]
+                    == "Pending"
+            })
+            .count();
+        assert_eq!(pending, sent);
+        app.done().await;
+    }
+);

@@ -217,6 +217,8 @@ pub struct Change<'a> {
     pub new_key: Option<&'a Key>,
     /// A key that stops working, with the reason a stale link will show.
     pub void_key: Option<(&'a str, &'a str)>,
+    /// Voids every key of the address except the one named, with the reason.
+    pub void_other_keys: Option<(&'a str, &'a str)>,
     pub notification: Option<&'a NotificationRecord>,
 }
 
@@ -224,6 +226,8 @@ pub struct Change<'a> {
 pub const VOID_EMAIL_CHANGED: &str = "the contact's email address was changed";
 /// Shown for a link replaced by a newer one.
 pub const VOID_SUPERSEDED: &str = "a newer verification link was sent";
+/// Shown for a link whose email the relay refused.
+pub const VOID_UNDELIVERED: &str = "the email carrying this link was not delivered";
 
 impl Store {
     /// Opens the database named by `database.url` (a SQLite file is created
@@ -253,12 +257,21 @@ impl Store {
         })
     }
 
-    /// A round trip to the database, for `/healthz`.
+    /// Whether the database can take a write now, for `/healthz`: a write
+    /// transaction is begun (on SQLite that takes the write lock, which
+    /// another process may hold) and rolled back. Any failure is Unavailable.
     pub async fn ping(&self) -> Result<()> {
-        with_pool!(self, pool, d => {
-            sqlx::query("SELECT 1").execute(pool).await?;
-            Ok(())
-        })
+        let probe = async {
+            with_pool!(self, pool, d => {
+                let mut tx = pool.begin_with(d::BEGIN).await?;
+                sqlx::query("SELECT 1 FROM _sqlx_migrations LIMIT 1").execute(&mut *tx).await?;
+                tx.rollback().await?;
+                Ok::<(), Error>(())
+            })
+        };
+        probe
+            .await
+            .map_err(|e| Error::unavailable(format!("database unavailable: {}", e.message)))
     }
 
     pub async fn close(&self) {
@@ -481,6 +494,16 @@ impl Store {
                     .bind(key_id)
                     .bind(now)
                     .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((keep, reason)) = change.void_other_keys {
+                sqlx::query("UPDATE verification_keys SET voided_at = $2, void_reason = $3 \
+                             WHERE email_key = $1 AND key_id <> $4 AND voided_at IS NULL")
+                    .bind(&v.email_key)
+                    .bind(now)
+                    .bind(reason)
+                    .bind(keep)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod daemon;
 pub mod smtp;
 
 use std::path::PathBuf;
@@ -262,4 +263,69 @@ pub async fn dump_database(url: &str) -> String {
         pool.close().await;
     }
     out
+}
+
+/// Makes a test database unavailable until [`DbOutage::end`]: on Postgres the
+/// database refuses connections and its sessions are terminated (as in a
+/// restart); on SQLite another process holds the write lock.
+pub enum DbOutage {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(String),
+}
+
+impl DbOutage {
+    pub async fn begin(db: &TestDb) -> DbOutage {
+        use sqlx::Connection;
+        match db.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&db.url)
+                    .await
+                    .expect("open sqlite");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                DbOutage::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let name = db.pg_name.clone().expect("postgres test database");
+                let mut admin =
+                    sqlx::PgConnection::connect(&format!("{}/postgres", pg_admin_url()))
+                        .await
+                        .unwrap();
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&name)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+                DbOutage::Postgres(name)
+            }
+        }
+    }
+
+    pub async fn end(self) {
+        use sqlx::Connection;
+        match self {
+            DbOutage::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            DbOutage::Postgres(name) => {
+                let mut admin =
+                    sqlx::PgConnection::connect(&format!("{}/postgres", pg_admin_url()))
+                        .await
+                        .unwrap();
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }
