@@ -16,7 +16,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::domain::mask_email;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{mask_email, VerificationToken};
 use crate::{Error, ErrorCode};
 
 pub fn routes() -> Router<AppState> {
@@ -90,18 +92,36 @@ fn domain_list(domains: &[String]) -> String {
     format!("<ul>{items}</ul>")
 }
 
-/// The page for a link that cannot be used, by why.
-fn refusal(e: &Error) -> Response {
+/// A refusal's reason as a sentence: "This verification link no longer
+/// works: a newer verification link was sent."
+fn sentence(message: &str) -> String {
+    let m = message.trim().trim_end_matches('.');
+    let mut chars = m.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+/// The page for a link that cannot be used, by why. `expired_on` is the
+/// key's expiry, for the expired page.
+fn refusal(e: &Error, expired_on: Option<DateTime<Utc>>) -> Response {
     match e.code {
-        ErrorCode::Expired => page(
-            StatusCode::GONE,
-            "This link has expired",
-            format!(
-                "<p>{}.</p>\n<p>To get a new link, ask your registrar to resend the verification \
-                 email, for example from your account's contact settings.</p>",
-                escape(e.message.trim_end_matches('.'))
-            ),
-        ),
+        ErrorCode::Expired => {
+            let when = expired_on
+                .map(|t| format!(" on {}", t.format("%-d %B %Y at %H:%M UTC")))
+                .unwrap_or_default();
+            page(
+                StatusCode::GONE,
+                "This link has expired",
+                format!(
+                    "<p>This verification link expired{}, so it can no longer confirm your \
+                     email address.</p>\n<p>To get a new link, ask your registrar to resend the \
+                     verification email, for example from your account's contact settings.</p>",
+                    escape(&when)
+                ),
+            )
+        }
         ErrorCode::Unavailable => page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again shortly",
@@ -113,9 +133,9 @@ fn refusal(e: &Error) -> Response {
             StatusCode::BAD_REQUEST,
             "This link is not valid",
             format!(
-                "<p>{}.</p>\n<p>If you copied the link from the email, make sure it is complete. \
+                "<p>{}</p>\n<p>If you copied the link from the email, make sure it is complete. \
                  Otherwise, ask your registrar to send a new verification email.</p>",
-                escape(e.message.trim_end_matches('.'))
+                escape(&sentence(&e.message))
             ),
         ),
         _ => {
@@ -129,10 +149,31 @@ fn refusal(e: &Error) -> Response {
     }
 }
 
+/// The expiry of the key a token names, for the expired page.
+async fn expiry_of(s: &AppState, token: &str) -> Option<DateTime<Utc>> {
+    let token = VerificationToken::parse(token).ok()?;
+    let key = s
+        .verifier
+        .store
+        .key(&token.key_id().to_hex())
+        .await
+        .ok()??;
+    Some(key.expires_at)
+}
+
+/// Renders a refusal, looking up the expiry date for expired links.
+async fn refuse(s: &AppState, token: &str, e: &Error) -> Response {
+    let expired_on = match e.code {
+        ErrorCode::Expired => expiry_of(s, token).await,
+        _ => None,
+    };
+    refusal(e, expired_on)
+}
+
 async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let check = match s.verifier.check_link(&token).await {
         Ok(c) => c,
-        Err(e) => return refusal(&e),
+        Err(e) => return refuse(&s, &token, &e).await,
     };
     let email = escape(&mask_email(&check.verification.email));
     if check.already_confirmed {
@@ -169,7 +210,7 @@ async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Respon
                 page(
                     StatusCode::OK,
                     "Email address already confirmed",
-                    format!("<p>The email address <strong>{email}</strong> was already confirmed. There is nothing more to do.</p>"),
+                    format!("<p>The email address <strong>{email}</strong> is already confirmed. There is nothing more to do.</p>"),
                 )
             } else {
                 let domains = s
@@ -186,6 +227,6 @@ async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Respon
                 )
             }
         }
-        Err(e) => refusal(&e),
+        Err(e) => refuse(&s, &token, &e).await,
     }
 }

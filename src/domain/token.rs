@@ -117,7 +117,7 @@ pub struct VerificationToken {
 impl VerificationToken {
     pub fn parse(input: &str) -> Result<Self> {
         let s = input.trim();
-        let invalid = || Error::invalid("the verification token is malformed");
+        let invalid = || Error::invalid("the verification link is incomplete or malformed");
         if s.len() != 64 {
             return Err(invalid());
         }
