@@ -6,7 +6,7 @@
 //!   while streaming a generated JSON Lines file (CV_BENCH_IMPORT_LINES,
 //!   default 200000; the memory must not grow with the file).
 //! - `sweep`: initial emails per second to the in-process SMTP server
-//!   (CV_BENCH_SWEEP_CONTACTS, default 3000).
+//!   (CV_BENCH_SWEEP_CONTACTS, default 3000; CV_BENCH_SMTP_CONNECTIONS, default 4).
 //!
 //! SQLite always; Postgres too when CV_TEST_PG_URL's server answers.
 
@@ -50,6 +50,7 @@ async fn verifier(url: &str, smtp_port: u16) -> Verifier {
     s.smtp.host = "127.0.0.1".into();
     s.smtp.port = smtp_port;
     s.smtp.tls = SmtpTls::None;
+    s.smtp.max_connections = env_usize("CV_BENCH_SMTP_CONNECTIONS", 4) as u32;
     let store = Store::connect(&s.database).await.expect("connect");
     store.migrate().await.expect("migrate");
     Verifier::new(store, Arc::new(s), Clock::system())

@@ -90,6 +90,36 @@ pub struct ImportReport {
     pub rejected_count: u64,
 }
 
+impl ImportReport {
+    fn reject(&mut self, line: u64, e: &Error) {
+        self.rejected_count += 1;
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(ImportRejection {
+                line,
+                error: format!("{}: {}", e.code.as_str(), e.message),
+            });
+        }
+    }
+}
+
+/// Reads and drops the rest of an overlong line without holding it.
+async fn skip_rest_of_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<()> {
+    let mut sink = Vec::new();
+    loop {
+        sink.clear();
+        let m = (&mut *reader)
+            .take(MAX_IMPORT_LINE)
+            .read_until(b'\n', &mut sink)
+            .await
+            .map_err(|e| Error::invalid(format!("cannot read import input: {e}")))?;
+        if m == 0 || sink.last() == Some(&b'\n') {
+            return Ok(());
+        }
+    }
+}
+
+/// Lines written per transaction by an import.
+const IMPORT_BATCH: usize = 500;
 /// Longest accepted import line; a longer one is rejected, not buffered.
 const MAX_IMPORT_LINE: u64 = 64 * 1024;
 /// Rejections listed in an import report; the count covers the rest.
@@ -226,6 +256,9 @@ impl Verifier {
             .as_deref()
             .map(|s| parse_timestamp("last_notification_at", s))
             .transpose()?;
+        if key_issued_at.is_some_and(|t| t > self.now()) {
+            return Err(Error::invalid("key_issued_at is in the future"));
+        }
         if matches!(status, Status::Pending | Status::Expired) && key_issued_at.is_none() {
             return Err(Error::invalid(format!(
                 "key_issued_at is required for status {}",
@@ -244,11 +277,14 @@ impl Verifier {
         })
     }
 
-    /// `contact import`: JSON Lines streamed from `reader`, one transaction a
-    /// line. Bad lines are reported by number and skipped; the database going
-    /// away stops the import with an error (the lines before it are kept).
+    /// `contact import`: JSON Lines streamed from `reader`. Good lines are
+    /// written [`IMPORT_BATCH`] to a transaction; a batch the database refuses
+    /// is replayed line by line, so every bad line is reported by number and
+    /// reason and the good ones are imported all the same. The database going
+    /// away stops the import with an error (committed batches stay).
     pub async fn import<R: AsyncBufRead + Unpin>(&self, mut reader: R) -> Result<ImportReport> {
         let mut report = ImportReport::default();
+        let mut batch: Vec<(u64, ContactUpsert)> = Vec::with_capacity(IMPORT_BATCH);
         let mut buf = Vec::with_capacity(1024);
         let mut line_no = 0u64;
         loop {
@@ -262,20 +298,8 @@ impl Verifier {
                 break;
             }
             line_no += 1;
-            let result = if buf.len() as u64 > MAX_IMPORT_LINE && buf.last() != Some(&b'\n') {
-                // Skip the rest of an overlong line without holding it.
-                let mut sink = Vec::new();
-                loop {
-                    sink.clear();
-                    let m = (&mut reader)
-                        .take(MAX_IMPORT_LINE)
-                        .read_until(b'\n', &mut sink)
-                        .await
-                        .map_err(|e| Error::invalid(format!("cannot read import input: {e}")))?;
-                    if m == 0 || sink.last() == Some(&b'\n') {
-                        break;
-                    }
-                }
+            let parsed = if buf.len() as u64 > MAX_IMPORT_LINE && buf.last() != Some(&b'\n') {
+                skip_rest_of_line(&mut reader).await?;
                 Err(Error::invalid(format!(
                     "line is longer than {MAX_IMPORT_LINE} bytes"
                 )))
@@ -283,36 +307,62 @@ impl Verifier {
                 match std::str::from_utf8(&buf) {
                     Err(_) => Err(Error::invalid("line is not UTF-8")),
                     Ok(text) if text.trim().is_empty() => continue,
-                    Ok(text) => match self.parse_import_line(text.trim()) {
-                        Ok(input) => self
-                            .store
-                            .upsert_contact(&input, self.now(), &self.policy)
-                            .await
-                            .map(|_| ()),
-                        Err(e) => Err(e),
-                    },
+                    Ok(text) => self.parse_import_line(text.trim()),
                 }
             };
-            match result {
-                Ok(()) => report.imported += 1,
-                Err(e) if e.code == ErrorCode::Unavailable => {
-                    return Err(Error::unavailable(format!(
-                        "import stopped at line {line_no} ({} lines imported before it): {}",
-                        report.imported, e.message
-                    )));
-                }
-                Err(e) => {
-                    report.rejected_count += 1;
-                    if report.rejected.len() < MAX_LISTED_REJECTIONS {
-                        report.rejected.push(ImportRejection {
-                            line: line_no,
-                            error: format!("{}: {}", e.code.as_str(), e.message),
-                        });
+            match parsed {
+                Ok(input) => batch.push((line_no, input)),
+                Err(e) => report.reject(line_no, &e),
+            }
+            if batch.len() >= IMPORT_BATCH {
+                self.write_import_batch(&mut batch, &mut report).await?;
+            }
+        }
+        self.write_import_batch(&mut batch, &mut report).await?;
+        report.rejected.sort_by_key(|r| r.line);
+        Ok(report)
+    }
+
+    async fn write_import_batch(
+        &self,
+        batch: &mut Vec<(u64, ContactUpsert)>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let Some(first) = batch.first().map(|(line, _)| *line) else {
+            return Ok(());
+        };
+        let stopped = |e: Error, report: &ImportReport| {
+            Error::unavailable(format!(
+                "import stopped at line {first} ({} lines imported before it): {}",
+                report.imported, e.message
+            ))
+        };
+        let inputs: Vec<ContactUpsert> = batch.iter().map(|(_, i)| i.clone()).collect();
+        match self
+            .store
+            .upsert_contacts(&inputs, self.now(), &self.policy)
+            .await
+        {
+            Ok(()) => report.imported += inputs.len() as u64,
+            Err(e) if e.code == ErrorCode::Unavailable => return Err(stopped(e, report)),
+            Err(_) => {
+                for (line, input) in batch.iter() {
+                    match self
+                        .store
+                        .upsert_contact(input, self.now(), &self.policy)
+                        .await
+                    {
+                        Ok(_) => report.imported += 1,
+                        Err(e) if e.code == ErrorCode::Unavailable => {
+                            return Err(stopped(e, report))
+                        }
+                        Err(e) => report.reject(*line, &e),
                     }
                 }
             }
         }
-        Ok(report)
+        batch.clear();
+        Ok(())
     }
 
     /// Finds a contact; by address, the first of the contacts using it.

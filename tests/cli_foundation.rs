@@ -636,3 +636,73 @@ async fn unopenable_sqlite_file_exits_69() {
     };
     bin.run(&["migrate"]).err(69, "Unavailable");
 }
+
+both_backends!(
+    import_rejects_an_overlong_line_and_goes_on,
+    |db: TestDb| async move {
+        let bin = Bin::new(&db);
+        let mut input = String::new();
+        input.push_str("{\"external_id\":\"DNA-1\",\"email\":\"a@example.com\"}\n");
+        input.push_str(&format!(
+            "{{\"external_id\":\"DNA-2\",\"email\":\"b@example.com\",\"domains\":[\"{}\"]}}\n",
+            "x".repeat(200_000)
+        ));
+        input.push_str("{\"external_id\":\"DNA-3\",\"email\":\"c@example.com\"}\n");
+        input.push_str("{\"external_id\":\"DNA-4\",\"email\":\"d@example.com\",\"status\":\"Pending\",\"key_issued_at\":\"2999-01-01T00:00:00Z\"}\n");
+        let report = bin
+            .run_with_stdin(&["contact", "import", "-"], Some(input.as_bytes()))
+            .ok();
+        assert_eq!(report["imported"], 2, "{report}");
+        assert_eq!(report["rejected"][0]["line"], 2);
+        assert!(
+            report["rejected"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("longer than"),
+            "{report}"
+        );
+        assert_eq!(report["rejected"][1]["line"], 4);
+        assert!(
+            report["rejected"][1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("future"),
+            "{report}"
+        );
+        bin.run(&["contact", "show", "--external-id", "DNA-3"]).ok();
+        db.cleanup().await;
+    }
+);
+
+both_backends!(
+    import_of_many_lines_spans_batches_and_keeps_every_line,
+    |db: TestDb| async move {
+        let bin = Bin::new(&db);
+        let mut input = String::new();
+        for i in 0..1234 {
+            if i % 400 == 7 {
+                input.push_str("{\"external_id\":\"broken\"\n");
+            } else {
+                input.push_str(&format!("{{\"external_id\":\"DNA-{i}\",\"email\":\"u{}@example.com\",\"domains\":[\"d{i}.com\"]}}\n", i % 1000));
+            }
+        }
+        let report = bin
+            .run_with_stdin(&["contact", "import", "-"], Some(input.as_bytes()))
+            .ok();
+        let bad: Vec<u64> = report["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(bad, vec![8, 408, 808, 1208]);
+        assert_eq!(report["imported"], 1230);
+        // Lines 1000.. share addresses with 0..: one verification per address.
+        let shared = bin
+            .run(&["contact", "show", "--external-id", "DNA-1001"])
+            .ok();
+        assert_eq!(shared["ContactEmail"], "u1@example.com");
+        assert_eq!(shared["Domains"], json!(["d1001.com"]));
+        db.cleanup().await;
+    }
+);

@@ -176,6 +176,95 @@ macro_rules! release_address {
     }};
 }
 
+/// Creates or updates one contact inside the open transaction `$tx`;
+/// evaluates to its [`UpsertOutcome`]. Shared by single and batched writes.
+macro_rules! upsert_in_tx {
+    ($tx:ident, $d:ident, $input:expr, $now:expr, $policy:expr) => {{
+        let new_key = $input.email.key();
+        let existing: Option<ContactRecord> = sqlx::query_as(&format!(
+            "SELECT external_id, email, email_key, created_at, updated_at FROM contacts \
+             WHERE external_id = $1{}", $d::FOR_UPDATE))
+            .bind($input.external_id.as_str())
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let created = existing.is_none();
+        let old_key = existing.as_ref().map(|c| c.email_key.clone());
+        let email_changed = old_key.as_deref().is_some_and(|k| k != new_key);
+        if created {
+            sqlx::query("INSERT INTO contacts (external_id, email, email_key, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $4)")
+                .bind($input.external_id.as_str())
+                .bind($input.email.as_str())
+                .bind(&new_key)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+        } else if email_changed {
+            sqlx::query("UPDATE contacts SET email = $2, email_key = $3, updated_at = $4 \
+                         WHERE external_id = $1")
+                .bind($input.external_id.as_str())
+                .bind($input.email.as_str())
+                .bind(&new_key)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        if created || email_changed {
+            // Join the address's verification, creating it if it is new.
+            let fresh = Verification::new(&$input.email);
+            let inserted = sqlx::query(
+                "INSERT INTO verifications (email_key, email, status, due_at, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $5) ON CONFLICT (email_key) DO NOTHING")
+                .bind(&fresh.email_key)
+                .bind(&fresh.email)
+                .bind(fresh.status.as_str())
+                .bind(fresh.next_due_at($now, $policy))
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected() == 1;
+            if let Some(state) = &$input.import {
+                let row: VerificationRow = sqlx::query_as(&format!(
+                    "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE email_key = $1{}", $d::FOR_UPDATE))
+                    .bind(&new_key)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                let mut v = row.into_domain()?;
+                if inserted || (v.status == Status::NotValidated && v.key.is_none()) {
+                    v.apply_import(state.status, state.key_issued_at, state.last_notification_at, $now, $policy)?;
+                    if !write_verification!(&mut *$tx, &v, $now, $policy) {
+                        return Err(Error::internal("verification changed during import"));
+                    }
+                    if let Some(k) = &v.key {
+                        insert_key!(&mut *$tx, &v.email_key, k);
+                    }
+                }
+            }
+            if let Some(old) = old_key.as_deref().filter(|_| email_changed) {
+                release_address!($tx, $d, old, $now);
+            }
+        }
+        for domain in &$input.domains {
+            // A domain has one registrant: naming it here moves it to this contact.
+            sqlx::query("INSERT INTO domains (name, contact_external_id, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO UPDATE \
+                         SET contact_external_id = excluded.contact_external_id, updated_at = excluded.updated_at \
+                         WHERE domains.contact_external_id <> excluded.contact_external_id")
+                .bind(domain.as_str())
+                .bind($input.external_id.as_str())
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let contact: ContactRecord = sqlx::query_as(
+            "SELECT external_id, email, email_key, created_at, updated_at FROM contacts WHERE external_id = $1")
+            .bind($input.external_id.as_str())
+            .fetch_one(&mut *$tx)
+            .await?;
+        UpsertOutcome { contact, created, email_changed }
+    }};
+}
+
 /// An open operation with its registrant's verification.
 #[derive(Debug, Clone)]
 pub struct OpenOperation {
@@ -289,91 +378,28 @@ impl Store {
         now: DateTime<Utc>,
         policy: &Policy,
     ) -> Result<UpsertOutcome> {
-        let new_key = input.email.key();
         with_pool!(self, pool, d => {
             let mut tx = pool.begin_with(d::BEGIN).await?;
-            let existing: Option<ContactRecord> = sqlx::query_as(&format!(
-                "SELECT external_id, email, email_key, created_at, updated_at FROM contacts \
-                 WHERE external_id = $1{}", d::FOR_UPDATE))
-                .bind(input.external_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let created = existing.is_none();
-            let old_key = existing.as_ref().map(|c| c.email_key.clone());
-            let email_changed = old_key.as_deref().is_some_and(|k| k != new_key);
-            if created {
-                sqlx::query("INSERT INTO contacts (external_id, email, email_key, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $4)")
-                    .bind(input.external_id.as_str())
-                    .bind(input.email.as_str())
-                    .bind(&new_key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            } else if email_changed {
-                sqlx::query("UPDATE contacts SET email = $2, email_key = $3, updated_at = $4 \
-                             WHERE external_id = $1")
-                    .bind(input.external_id.as_str())
-                    .bind(input.email.as_str())
-                    .bind(&new_key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if created || email_changed {
-                // Join the address's verification, creating it if it is new.
-                let fresh = Verification::new(&input.email);
-                let inserted = sqlx::query(
-                    "INSERT INTO verifications (email_key, email, status, due_at, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 0, $5, $5) ON CONFLICT (email_key) DO NOTHING")
-                    .bind(&fresh.email_key)
-                    .bind(&fresh.email)
-                    .bind(fresh.status.as_str())
-                    .bind(fresh.next_due_at(now, policy))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected() == 1;
-                if let Some(state) = &input.import {
-                    let row: VerificationRow = sqlx::query_as(&format!(
-                        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE email_key = $1{}", d::FOR_UPDATE))
-                        .bind(&new_key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let mut v = row.into_domain()?;
-                    if inserted || (v.status == Status::NotValidated && v.key.is_none()) {
-                        v.apply_import(state.status, state.key_issued_at, state.last_notification_at, now, policy)?;
-                        if !write_verification!(&mut *tx, &v, now, policy) {
-                            return Err(Error::internal("verification changed during import"));
-                        }
-                        if let Some(k) = &v.key {
-                            insert_key!(&mut *tx, &v.email_key, k);
-                        }
-                    }
-                }
-                if let Some(old) = old_key.as_deref().filter(|_| email_changed) {
-                    release_address!(tx, d, old, now);
-                }
-            }
-            for domain in &input.domains {
-                // A domain has one registrant: naming it here moves it to this contact.
-                sqlx::query("INSERT INTO domains (name, contact_external_id, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO UPDATE \
-                             SET contact_external_id = excluded.contact_external_id, updated_at = excluded.updated_at \
-                             WHERE domains.contact_external_id <> excluded.contact_external_id")
-                    .bind(domain.as_str())
-                    .bind(input.external_id.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let contact: ContactRecord = sqlx::query_as(
-                "SELECT external_id, email, email_key, created_at, updated_at FROM contacts WHERE external_id = $1")
-                .bind(input.external_id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let outcome = upsert_in_tx!(tx, d, input, now, policy);
             tx.commit().await?;
-            Ok(UpsertOutcome { contact, created, email_changed })
+            Ok(outcome)
+        })
+    }
+
+    /// Upserts many contacts in one transaction (imports): all or none.
+    pub async fn upsert_contacts(
+        &self,
+        inputs: &[ContactUpsert],
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        with_pool!(self, pool, d => {
+            let mut tx = pool.begin_with(d::BEGIN).await?;
+            for input in inputs {
+                upsert_in_tx!(tx, d, input, now, policy);
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 
