@@ -162,10 +162,7 @@ async fn sweep_loop(
 
 /// Pings systemd's watchdog at half its interval while the runtime is alive.
 fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
-    let mut usec = 0u64;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return None;
-    }
+    let usec = watchdog_usec()?;
     let every = Duration::from_micros(usec / 2);
     Some(tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
@@ -174,6 +171,19 @@ fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
     }))
+}
+
+/// The watchdog interval systemd asks for, as libsystemd's
+/// sd_watchdog_enabled() reads it: `WATCHDOG_USEC`, unless `WATCHDOG_PID`
+/// names another process.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    (usec > 0).then_some(usec)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -710,3 +710,77 @@ both_backends!(
         db.cleanup().await;
     }
 );
+
+both_backends!(
+    a_slow_sweep_makes_the_next_tick_skip_and_mails_once,
+    |db: TestDb| async move {
+        let sink = SmtpSink::start(TlsMode::None).await;
+        let port = free_port();
+        let bin =
+            daemon_bin(&db, &sink, port).with_env("CONTACT_VERIFIER__SMTP__MAX_CONNECTIONS", "1");
+        let mut lines = String::new();
+        for i in 0..4 {
+            lines.push_str(&format!(
+                "{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\"}}\n"
+            ));
+        }
+        bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
+            .ok();
+        // Each email takes 0.7 s, so the first sweep spans several one-second ticks.
+        sink.set_delay(Duration::from_millis(700));
+        let d = Daemon::start(&bin, port).await;
+        d.wait_event("sweep_skipped", 1, WAIT).await;
+        sink.wait_for(4, WAIT).await;
+        d.wait_event("sweep_finished", 2, WAIT).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(sink.count(), 4, "each address once");
+        let started = d.events("sweep_started").len();
+        let finished = d.events("sweep_finished").len();
+        assert!(
+            started - finished <= 1,
+            "sweeps never overlap: {started} started, {finished} finished"
+        );
+        drop(d);
+        db.cleanup().await;
+    }
+);
+
+both_backends!(
+    systemd_hears_ready_watchdog_and_stopping,
+    |db: TestDb| async move {
+        let sink = SmtpSink::start(TlsMode::None).await;
+        let port = free_port();
+        let socket_path = db.dir.path().join("notify.sock");
+        let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+        let bin = daemon_bin(&db, &sink, port)
+            .with_env("NOTIFY_SOCKET", socket_path.to_str().unwrap())
+            .with_env("WATCHDOG_USEC", "400000");
+        let mut d = Daemon::start(&bin, port).await;
+        let mut heard: Vec<String> = Vec::new();
+        let mut buf = vec![0u8; 512];
+        let deadline = std::time::Instant::now() + WAIT;
+        while heard.iter().filter(|m| m.contains("WATCHDOG=1")).count() < 2 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let n = tokio::time::timeout(left, socket.recv(&mut buf))
+                .await
+                .expect("notifications")
+                .unwrap();
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            heard.iter().filter(|m| m.contains("READY=1")).count(),
+            1,
+            "{heard:?}"
+        );
+        let (code, _) = d.terminate();
+        assert_eq!(code, 0);
+        let mut stopping = false;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await
+        {
+            stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+        }
+        assert!(stopping, "no STOPPING=1 after {heard:?}");
+        db.cleanup().await;
+    }
+);
