@@ -499,6 +499,7 @@ both_backends!(
         let (code, took) = d.terminate();
         assert_eq!(code, 0, "{}", d.logs());
         assert!(took < Duration::from_secs(10), "took {took:?}");
+        eprintln!("SIGTERM mid-sweep: exited 0 in {took:?}");
         assert_eq!(d.events("daemon_stopped").len(), 1, "{}", d.logs());
         assert!(
             d.events("daemon_stopped")[0].get("clean").is_none(),
