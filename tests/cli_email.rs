@@ -18,17 +18,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         let dry = bin.run(&["sweep", "--dry-run"]).ok();
         assert_eq!(dry["initial_sent"], 1);
         assert_eq!(app.sink.count(), 0);
@@ -82,17 +72,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         bin.run(&["sweep"]).ok();
         let token = token_of(&app.sink.wait_for(1, WAIT).await[0]);
         let out = bin.run(&["contact", "confirm", &token]).ok();
@@ -147,17 +127,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         let out = bin
             .run(&["contact", "resend", "--email", "A@example.com"])
             .ok();
@@ -204,17 +174,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         for _ in 0..5 {
             bin.run(&["contact", "resend", "--external-id", "DNA-1"])
                 .ok();
@@ -235,17 +195,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         let before = bin.run(&["contact", "show", "--external-id", "DNA-1"]).ok();
         app.sink.set_fault(Fault::RefuseConnections);
         bin.run(&["contact", "resend", "--external-id", "DNA-1"])
@@ -277,17 +227,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         let out = bin.run(&["domain", "resend", "A.com"]).ok();
         assert_eq!(
             out,
@@ -311,10 +251,7 @@ both_backends!(
     |db: TestDb| async move {
         let app = App::new(db).await;
         let bin = app.bin();
-        let mut lines = String::new();
-        for i in 0..40 {
-            lines.push_str(&format!("{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\",\"domains\":[\"d{i}.com\"]}}\n"));
-        }
+        let lines = common::numbered_contacts(40);
         assert_eq!(
             bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
                 .ok()["imported"],
@@ -360,12 +297,7 @@ both_backends!(
         let bin = app
             .bin()
             .with_env("CONTACT_VERIFIER__SMTP__MAX_CONNECTIONS", "1");
-        let mut lines = String::new();
-        for i in 0..30 {
-            lines.push_str(&format!(
-                "{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\"}}\n"
-            ));
-        }
+        let lines = common::numbered_contacts(30);
         bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
             .ok();
         app.sink.set_delay(Duration::from_millis(100));

@@ -207,17 +207,7 @@ both_backends!(
 
 both_backends!(unsupported_tld_exits_5, |db: TestDb| async move {
     let bin = Bin::new(&db).with_env("CONTACT_VERIFIER__VERIFICATION__SUPPORTED_TLDS", "com,net");
-    bin.run(&[
-        "contact",
-        "add",
-        "--external-id",
-        "DNA-1",
-        "--email",
-        "a@example.org",
-        "--domain",
-        "a.com",
-    ])
-    .ok();
+    bin.add_contact("DNA-1", "a@example.org", &["a.com"]);
     let line = bin
         .run(&[
             "contact",
@@ -350,17 +340,7 @@ both_backends!(
     operations_are_recorded_shown_and_listed,
     |db: TestDb| async move {
         let bin = Bin::new(&db);
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         bin.run_with_stdin(&["contact", "import", "-"], Some(b"{\"external_id\":\"DNA-2\",\"email\":\"b@example.com\",\"domains\":[\"b.com\"],\"status\":\"Validated\"}\n")).ok();
         let op = bin
             .run(&[
@@ -437,17 +417,7 @@ both_backends!(
     bad_operation_input_gets_the_right_exit_code,
     |db: TestDb| async move {
         let bin = Bin::new(&db);
-        bin.run(&[
-            "contact",
-            "add",
-            "--external-id",
-            "DNA-1",
-            "--email",
-            "a@example.com",
-            "--domain",
-            "a.com",
-        ])
-        .ok();
+        bin.add_contact("DNA-1", "a@example.com", &["a.com"]);
         let line = bin
             .run(&[
                 "operation",

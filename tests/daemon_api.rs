@@ -487,10 +487,7 @@ both_backends!(
         let port = free_port();
         let bin =
             daemon_bin(&db, &sink, port).with_env("CONTACT_VERIFIER__SMTP__MAX_CONNECTIONS", "2");
-        let mut lines = String::new();
-        for i in 0..40 {
-            lines.push_str(&format!("{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\",\"domains\":[\"d{i}.com\"]}}\n"));
-        }
+        let lines = common::numbered_contacts(40);
         bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
             .ok();
         sink.set_delay(Duration::from_millis(150));
@@ -719,12 +716,7 @@ both_backends!(
         let port = free_port();
         let bin =
             daemon_bin(&db, &sink, port).with_env("CONTACT_VERIFIER__SMTP__MAX_CONNECTIONS", "1");
-        let mut lines = String::new();
-        for i in 0..4 {
-            lines.push_str(&format!(
-                "{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\"}}\n"
-            ));
-        }
+        let lines = common::numbered_contacts(4);
         bin.run_with_stdin(&["contact", "import", "-"], Some(lines.as_bytes()))
             .ok();
         // Each email takes 0.7 s, so the first sweep spans several one-second ticks.

@@ -329,3 +329,22 @@ impl DbOutage {
         }
     }
 }
+
+/// JSON Lines for `n` contacts `DNA-i` with addresses `ri@example.com` and
+/// domains `di.com`.
+pub fn numbered_contacts(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{{\"external_id\":\"DNA-{i}\",\"email\":\"r{i}@example.com\",\"domains\":[\"d{i}.com\"]}}\n"))
+        .collect()
+}
+
+impl Bin {
+    /// `contact add`, asserting success; returns the GetDetails object.
+    pub fn add_contact(&self, id: &str, email: &str, domains: &[&str]) -> Value {
+        let mut args = vec!["contact", "add", "--external-id", id, "--email", email];
+        for d in domains {
+            args.extend(["--domain", d]);
+        }
+        self.run(&args).ok()
+    }
+}
