@@ -1,7 +1,19 @@
 //! Logging: one JSON object a line on stderr (or human-readable lines), with
-//! a stable `event` field that monitoring matches on. Addresses are masked
-//! by the callers (`domain::mask_email`); secrets never reach a log call.
+//! a stable `event` field that monitoring matches on. The fields of the
+//! spans an event happens in (`#[tracing::instrument]`) are written on the
+//! event's line as top-level fields, so a unit of work records its
+//! identifying fields once. Addresses are masked by the callers
+//! (`domain::mask_email`); secrets never reach a log call.
 
+use std::fmt;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -20,11 +32,79 @@ pub fn init(settings: &LogSettings) {
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
             .try_init(),
         LogFormat::Pretty => builder.with_target(false).try_init(),
     };
+}
+
+/// One flat JSON object per event: `timestamp`, `level`, the event's
+/// fields, then the fields of its spans (innermost first; an event's own
+/// field wins over a span's of the same name), then `target`.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = Map::new();
+        line.insert(
+            "timestamp".into(),
+            Utc::now()
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        event.record(&mut FieldsInto(&mut line));
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                // The span's fields were formatted by `JsonFields`: an object.
+                if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(fields.as_str()) {
+                    for (k, v) in map {
+                        line.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+        line.insert("target".into(), event.metadata().target().into());
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Records an event's fields as JSON values.
+struct FieldsInto<'a>(&'a mut Map<String, Value>);
+
+impl Visit for FieldsInto<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }

@@ -148,8 +148,8 @@ both_backends!(
                 "day {day}: one reminder per day"
             );
             let notes = app.v.notifications(&by_id("DNA-1")).await.unwrap();
-            assert_eq!(notes[0].operation_type, "SendVerificationReminder");
-            assert_eq!(notes[0].operation_details, format!("reminder:{day}"));
+            assert_eq!(notes[0].notice.operation_type(), "SendVerificationReminder");
+            assert_eq!(notes[0].notice.reason(), format!("reminder:{day}"));
         }
         assert_eq!(app.sink.count(), 7);
         // The link in a reminder confirms (the key has not expired: day 55).
@@ -173,7 +173,7 @@ both_backends!(
         assert_eq!(app.sweep().await.reminders_sent, 0);
         let notes = app.v.notifications(&by_id("DNA-1")).await.unwrap();
         assert_eq!(notes.len(), 1);
-        assert_eq!(notes[0].operation_details, "reminder:45");
+        assert_eq!(notes[0].notice.reason(), "reminder:45");
         // The imported key keeps its validity: 60 days from its issue date.
         let d = app.v.show_contact(&by_id("DNA-1")).await.unwrap();
         assert_eq!(d.expiration_date, Some(issued + Duration::days(60)));
@@ -293,8 +293,11 @@ both_backends!(resend_follows_the_status_rules, |db: TestDb| async move {
     app.advance_days(10);
     let out = app.v.resend(&by_email("P@example.com")).await.unwrap();
     let note = out.notification.expect("a notification record");
-    assert_eq!(note.operation_type, "SendContactMethodVerification");
-    assert_eq!(note.operation_details, "resend");
+    assert_eq!(
+        note.notice.operation_type(),
+        "SendContactMethodVerification"
+    );
+    assert_eq!(note.notice.reason(), "resend");
     assert_eq!(out.details.expiration_date, Some(t0() + Duration::days(60)));
     let mails = app.sink.wait_for(3, WAIT).await;
     assert_eq!(token_of(&mails[2]), p_token);
@@ -669,7 +672,8 @@ both_backends!(
         .unwrap();
         let key_hex = &dump[dump.find("key_id=").unwrap() + 7..][..32];
         let key = contact_verifier::domain::KeyId::from_hex(key_hex).unwrap();
-        let forged = other.token_for(&key, "a@example.com");
+        let address = contact_verifier::domain::ContactEmail::parse("a@example.com").unwrap();
+        let forged = other.token_for(&key, &address.key());
         assert_eq!(
             app.v.confirm(forged.expose()).await.unwrap_err().code,
             ErrorCode::InvalidInput

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{mask_email, VerificationToken};
+use crate::domain::{mask_email, DomainName};
 use crate::{Error, ErrorCode};
 
 pub fn routes() -> Router<AppState> {
@@ -84,10 +84,10 @@ fn page(status: StatusCode, title: &str, body: String) -> Response {
     r
 }
 
-fn domain_list(domains: &[String]) -> String {
+fn domain_list(domains: &[DomainName]) -> String {
     let items: String = domains
         .iter()
-        .map(|d| format!("<li>{}</li>", escape(d)))
+        .map(|d| format!("<li>{}</li>", escape(d.as_str())))
         .collect();
     format!("<ul>{items}</ul>")
 }
@@ -149,22 +149,10 @@ fn refusal(e: &Error, expired_on: Option<DateTime<Utc>>) -> Response {
     }
 }
 
-/// The expiry of the key a token names, for the expired page.
-async fn expiry_of(s: &AppState, token: &str) -> Option<DateTime<Utc>> {
-    let token = VerificationToken::parse(token).ok()?;
-    let key = s
-        .verifier
-        .store
-        .key(&token.key_id().to_hex())
-        .await
-        .ok()??;
-    Some(key.expires_at)
-}
-
 /// Renders a refusal, looking up the expiry date for expired links.
 async fn refuse(s: &AppState, token: &str, e: &Error) -> Response {
     let expired_on = match e.code {
-        ErrorCode::Expired => expiry_of(s, token).await,
+        ErrorCode::Expired => s.verifier.link_expiry(token).await,
         _ => None,
     };
     refusal(e, expired_on)
@@ -175,7 +163,7 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
         Ok(c) => c,
         Err(e) => return refuse(&s, &token, &e).await,
     };
-    let email = escape(&mask_email(&check.verification.email));
+    let email = escape(&mask_email(check.verification.email.as_str()));
     if check.already_confirmed {
         return page(
             StatusCode::OK,
@@ -183,12 +171,6 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
             format!("<p>The email address <strong>{email}</strong> is already confirmed. There is nothing more to do.</p>"),
         );
     }
-    let domains = s
-        .verifier
-        .store
-        .address_domains(&check.verification.email_key)
-        .await
-        .unwrap_or_default();
     page(
         StatusCode::OK,
         "Confirm your email address",
@@ -197,7 +179,7 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
              registrant of:</p>\n{}\n<form method=\"post\">\n\
              <button type=\"submit\">Confirm email address</button>\n</form>\n\
              <p class=\"note\">If you did not register these domains, close this page.</p>",
-            domain_list(&domains)
+            domain_list(&check.domains)
         ),
     )
 }
@@ -205,7 +187,7 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
 async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.verifier.confirm(&token).await {
         Ok(c) => {
-            let email = escape(&mask_email(&c.email));
+            let email = escape(&mask_email(c.email.as_str()));
             if c.already_confirmed {
                 page(
                     StatusCode::OK,
@@ -213,17 +195,11 @@ async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Respon
                     format!("<p>The email address <strong>{email}</strong> is already confirmed. There is nothing more to do.</p>"),
                 )
             } else {
-                let domains = s
-                    .verifier
-                    .store
-                    .address_domains(&c.email.to_lowercase())
-                    .await
-                    .unwrap_or(c.details.domains);
                 page(
                     StatusCode::OK,
                     "Email address confirmed",
                     format!("<p>Thank you. The email address <strong>{email}</strong> is confirmed for:</p>\n{}",
-                        domain_list(&domains)),
+                        domain_list(&c.domains)),
                 )
             }
         }

@@ -1,3 +1,5 @@
+//! A registrant's email address and the case-insensitive key that verifications share.
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -7,7 +9,7 @@ use crate::{Error, Result};
 /// parser) with a bounded length. Verification is keyed by [`Self::key`]: the
 /// address compared case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactEmail(String);
+pub struct ContactEmail(lettre::Address);
 
 /// RFC 5321 section 4.5.3.1.3: a path is at most 256 octets including the
 /// angle brackets, so an address is at most 254.
@@ -39,23 +41,73 @@ impl ContactEmail {
                 "email address {s:?} needs a fully qualified domain"
             )));
         }
-        Ok(ContactEmail(s.to_string()))
+        Ok(ContactEmail(addr))
     }
 
     pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
+
+    /// The parsed address, for the mailer: no second parse on the way out.
+    pub fn address(&self) -> &lettre::Address {
         &self.0
     }
 
     /// The verification key: the whole address lowercased, so that
     /// `Alice@Example.com` and `alice@example.com` share one verification.
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
+    pub fn key(&self) -> EmailKey {
+        EmailKey(self.as_str().to_lowercase())
     }
 }
 
 impl fmt::Display for ContactEmail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ContactEmail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The identity a verification is keyed by: the whole address lowercased, so
+/// `Alice@Example.com` and `alice@example.com` share one verification.
+/// Only [`ContactEmail::key`] and the store (reading back what it wrote) make one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EmailKey(String);
+
+impl EmailKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Read back from the store: the store only ever writes lowercased keys.
+impl TryFrom<String> for EmailKey {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        if s.chars().any(char::is_uppercase) {
+            return Err(Error::internal(format!(
+                "stored email key {s:?} is not lowercase"
+            )));
+        }
+        Ok(EmailKey(s))
+    }
+}
+
+/// Read back from the store, where only parsed addresses are written.
+impl TryFrom<String> for ContactEmail {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        ContactEmail::parse(&s)
     }
 }
 

@@ -1,3 +1,5 @@
+//! A domain name: IDN to punycode, LDH rules and length limits, checked once at the edge.
+
 use std::fmt;
 
 use crate::{Error, Result};
@@ -71,6 +73,20 @@ impl DomainName {
 impl fmt::Display for DomainName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Read back from the store, where only parsed names are written.
+impl TryFrom<String> for DomainName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        DomainName::parse(&s)
+    }
+}
+
+impl serde::Serialize for DomainName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

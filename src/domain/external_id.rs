@@ -1,3 +1,5 @@
+//! The registrar's contact handle (`ExternalId`), checked once at the edge.
+
 use std::fmt;
 
 use crate::{Error, Result};
@@ -36,6 +38,20 @@ impl ExternalId {
 impl fmt::Display for ExternalId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Read back from the store, where only parsed handles are written.
+impl TryFrom<String> for ExternalId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        ExternalId::parse(&s)
+    }
+}
+
+impl serde::Serialize for ExternalId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

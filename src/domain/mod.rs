@@ -4,16 +4,18 @@
 mod contact_email;
 mod domain_name;
 mod external_id;
+pub mod notice;
 mod operation;
 pub mod token;
 pub mod verification;
 
-pub use contact_email::ContactEmail;
+pub use contact_email::{ContactEmail, EmailKey};
 pub use domain_name::DomainName;
 pub use external_id::ExternalId;
+pub use notice::Notice;
 pub use operation::{settle, OperationStatus, OperationType, StatusFlag};
 pub use token::{KeyId, TokenSecret, VerificationToken};
-pub use verification::{Due, Policy, Status, Verification};
+pub use verification::{AddressChange, AddressLeft, Due, Policy, Status, Verification};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::EmailKey;
 use crate::{Error, Result};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -52,6 +53,14 @@ impl KeyId {
     }
 }
 
+/// Read back from the store, which writes [`KeyId::to_hex`].
+impl TryFrom<String> for KeyId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        KeyId::from_hex(&s)
+    }
+}
+
 /// The server-side secret the MAC is keyed with (at least 32 bytes).
 #[derive(Clone)]
 pub struct TokenSecret(Vec<u8>);
@@ -69,17 +78,17 @@ impl TokenSecret {
         Ok(TokenSecret(bytes))
     }
 
-    fn mac(&self, key: &KeyId, email_key: &str) -> HmacSha256 {
+    fn mac(&self, key: &KeyId, email_key: &EmailKey) -> HmacSha256 {
         let mut mac =
             HmacSha256::new_from_slice(&self.0).expect("HMAC accepts a key of any length");
         mac.update(CONTEXT);
         mac.update(&key.0);
-        mac.update(email_key.as_bytes());
+        mac.update(email_key.as_str().as_bytes());
         mac
     }
 
     /// The link token for `key` sent to the address `email_key`.
-    pub fn token_for(&self, key: &KeyId, email_key: &str) -> VerificationToken {
+    pub fn token_for(&self, key: &KeyId, email_key: &EmailKey) -> VerificationToken {
         let tag = self.mac(key, email_key).finalize().into_bytes();
         let mut raw = Vec::with_capacity(KEY_ID_LEN + MAC_LEN);
         raw.extend_from_slice(&key.0);
@@ -93,7 +102,7 @@ impl TokenSecret {
 
     /// Constant-time check that `token` was issued by this secret for `key`
     /// and the address `email_key`.
-    pub fn verify(&self, token: &VerificationToken, email_key: &str) -> bool {
+    pub fn verify(&self, token: &VerificationToken, email_key: &EmailKey) -> bool {
         self.mac(&token.key, email_key)
             .verify_slice(&token.tag)
             .is_ok()
@@ -157,6 +166,10 @@ impl fmt::Debug for VerificationToken {
 mod tests {
     use super::*;
 
+    fn addr_key(addr: &str) -> EmailKey {
+        crate::domain::ContactEmail::parse(addr).unwrap().key()
+    }
+
     fn secret() -> TokenSecret {
         TokenSecret::new(vec![7u8; 32]).unwrap()
     }
@@ -164,34 +177,34 @@ mod tests {
     #[test]
     fn issued_token_verifies_for_its_address() {
         let key = KeyId::generate();
-        let t = secret().token_for(&key, "a@example.com");
+        let t = secret().token_for(&key, &addr_key("a@example.com"));
         let parsed = VerificationToken::parse(t.expose()).unwrap();
         assert_eq!(parsed.key_id(), &key);
-        assert!(secret().verify(&parsed, "a@example.com"));
+        assert!(secret().verify(&parsed, &addr_key("a@example.com")));
     }
 
     #[test]
     fn token_does_not_verify_for_another_address() {
-        let t = secret().token_for(&KeyId::generate(), "a@example.com");
-        assert!(!secret().verify(&t, "b@example.com"));
+        let t = secret().token_for(&KeyId::generate(), &addr_key("a@example.com"));
+        assert!(!secret().verify(&t, &addr_key("b@example.com")));
     }
 
     #[test]
     fn token_does_not_verify_under_another_secret() {
-        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        let t = secret().token_for(&KeyId::generate(), &addr_key("a@example.com"));
         let other = TokenSecret::new(vec![8u8; 32]).unwrap();
-        assert!(!other.verify(&t, "a@example.com"));
+        assert!(!other.verify(&t, &addr_key("a@example.com")));
     }
 
     #[test]
     fn tampered_token_does_not_verify() {
-        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        let t = secret().token_for(&KeyId::generate(), &addr_key("a@example.com"));
         let mut chars: Vec<char> = t.expose().chars().collect();
         let last = chars.len() - 1;
         chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
         let tampered: String = chars.into_iter().collect();
         let parsed = VerificationToken::parse(&tampered).unwrap();
-        assert!(!secret().verify(&parsed, "a@example.com"));
+        assert!(!secret().verify(&parsed, &addr_key("a@example.com")));
     }
 
     #[test]
@@ -216,7 +229,7 @@ mod tests {
 
     #[test]
     fn token_debug_output_hides_the_token() {
-        let t = secret().token_for(&KeyId::generate(), "a@example.com");
+        let t = secret().token_for(&KeyId::generate(), &addr_key("a@example.com"));
         assert!(!format!("{t:?}").contains(t.expose()));
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::token::KeyId;
-use super::ContactEmail;
+use super::{ContactEmail, EmailKey, Notice};
 use crate::{Error, Result};
 
 /// CONTRACT section 1 statuses, spelled exactly.
@@ -96,7 +96,7 @@ impl Policy {
 /// The key a verification email's link is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
-    pub id: String,
+    pub id: KeyId,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -104,14 +104,46 @@ pub struct Key {
 /// What a sweep must do for one verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
-    /// Issue a key and send the first verification email.
-    Initial,
-    /// Send the reminder for this many days since the key was issued.
-    Reminder { day: u32 },
     /// The key is past its expiry: mark the verification expired.
     Expire,
-    /// Send the one expiry notice still owed.
-    ExpiryNotice,
+    /// Mail this notice ([`Notice::Verification`] issues the key with it).
+    Send(Notice),
+}
+
+/// What creating or updating a contact does to its address (CONTRACT
+/// section 2): the same address changes nothing; a new contact or a new
+/// address joins that address's verification (validated at once if it is);
+/// the address moved away from may be left with no contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChange {
+    Created,
+    Unchanged,
+    Moved { from: EmailKey },
+}
+
+impl AddressChange {
+    pub fn of(current: Option<&EmailKey>, new: &EmailKey) -> Self {
+        match current {
+            None => AddressChange::Created,
+            Some(k) if k == new => AddressChange::Unchanged,
+            Some(k) => AddressChange::Moved { from: k.clone() },
+        }
+    }
+
+    /// Whether the contact joins the verification of its (new) address.
+    pub fn joins(&self) -> bool {
+        *self != AddressChange::Unchanged
+    }
+}
+
+/// What becomes of an address's verification when the last contact using it
+/// leaves (its email changed, or it moved away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressLeft {
+    /// Validated stays validated: a contact returning to it needs no email.
+    Keep,
+    /// Anything else loses its key (its links stop working) and is removed.
+    VoidAndDelete,
 }
 
 /// What a resend request leads to (CONTRACT section 2, Resend).
@@ -129,9 +161,9 @@ pub enum ResendPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     /// The lowercased address: the identity shared by contacts.
-    pub email_key: String,
+    pub email_key: EmailKey,
     /// The address as first written; mail goes here.
-    pub email: String,
+    pub email: ContactEmail,
     pub status: Status,
     pub key: Option<Key>,
     pub last_notification_at: Option<DateTime<Utc>>,
@@ -152,7 +184,7 @@ impl Verification {
     pub fn new(email: &ContactEmail) -> Self {
         Verification {
             email_key: email.key(),
-            email: email.as_str().to_string(),
+            email: email.clone(),
             status: Status::NotValidated,
             key: None,
             last_notification_at: None,
@@ -194,7 +226,9 @@ impl Verification {
     pub fn due(&self, now: DateTime<Utc>, p: &Policy) -> Option<Due> {
         match self.status {
             Status::Validated => None,
-            Status::NotValidated => self.backoff_over(now).then_some(Due::Initial),
+            Status::NotValidated => self
+                .backoff_over(now)
+                .then_some(Due::Send(Notice::Verification)),
             Status::Pending => {
                 let key = self.key.as_ref()?;
                 if now >= key.expires_at {
@@ -204,11 +238,10 @@ impl Verification {
                 // long ago gets one reminder, not one per missed day.
                 let day = Self::latest_reminder_passed(key.issued_at, now, p)?;
                 (day > self.reminder_day_covered && self.backoff_over(now))
-                    .then_some(Due::Reminder { day })
+                    .then_some(Due::Send(Notice::Reminder { day }))
             }
-            Status::Expired => {
-                (self.expiry_notice_owed && self.backoff_over(now)).then_some(Due::ExpiryNotice)
-            }
+            Status::Expired => (self.expiry_notice_owed && self.backoff_over(now))
+                .then_some(Due::Send(Notice::ExpiryNotice)),
         }
     }
 
@@ -263,7 +296,7 @@ impl Verification {
     /// it is installed only once the email carrying it was accepted.
     pub fn prepare_key(now: DateTime<Utc>, p: &Policy) -> Key {
         Key {
-            id: KeyId::generate().to_hex(),
+            id: KeyId::generate(),
             issued_at: now,
             expires_at: now + p.key_validity,
         }
@@ -277,20 +310,20 @@ impl Verification {
         self.key.replace(key)
     }
 
-    /// Records a delivered email for `what`.
-    pub fn sent(&mut self, what: Sent, now: DateTime<Utc>) {
-        match what {
-            Sent::Verification => {
+    /// Records a delivered email.
+    pub fn sent(&mut self, notice: Notice, now: DateTime<Utc>) {
+        match notice {
+            Notice::Verification | Notice::Resend => {
                 // The first email (or a resend) makes a non-validated address
                 // pending on the current key.
                 if self.status != Status::Validated {
                     self.status = Status::Pending;
                 }
             }
-            Sent::Reminder { day } => {
+            Notice::Reminder { day } => {
                 self.reminder_day_covered = self.reminder_day_covered.max(day);
             }
-            Sent::ExpiryNotice => self.expiry_notice_owed = false,
+            Notice::ExpiryNotice => self.expiry_notice_owed = false,
         }
         self.last_notification_at = Some(now);
         self.failures = 0;
@@ -320,6 +353,21 @@ impl Verification {
         self.expiry_notice_owed = false;
         self.failures = 0;
         self.retry_at = None;
+    }
+
+    /// CONTRACT section 2: the last contact left this address.
+    pub fn on_address_left(&self) -> AddressLeft {
+        match self.status {
+            Status::Validated => AddressLeft::Keep,
+            Status::NotValidated | Status::Pending | Status::Expired => AddressLeft::VoidAndDelete,
+        }
+    }
+
+    /// An import line's state applies only to an address with no
+    /// verification of its own yet: one created by this very line, or one
+    /// that never got a key.
+    pub fn takes_import(&self, created_now: bool) -> bool {
+        created_now || (self.status == Status::NotValidated && self.key.is_none())
     }
 
     pub fn resend_plan(&self, now: DateTime<Utc>) -> ResendPlan {
@@ -358,7 +406,7 @@ impl Verification {
                     return Err(Error::invalid("key_issued_at is in the future"));
                 }
                 self.key = Some(Key {
-                    id: KeyId::generate().to_hex(),
+                    id: KeyId::generate(),
                     issued_at: issued,
                     expires_at: issued + p.key_validity,
                 });
@@ -375,14 +423,6 @@ impl Verification {
         }
         Ok(())
     }
-}
-
-/// A delivered email, as recorded by [`Verification::sent`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    Verification,
-    Reminder { day: u32 },
-    ExpiryNotice,
 }
 
 #[cfg(test)]
@@ -407,7 +447,7 @@ mod tests {
     fn pending(p: &Policy) -> Verification {
         let mut v = fresh();
         v.install_key(Verification::prepare_key(t0(), p));
-        v.sent(Sent::Verification, t0());
+        v.sent(Notice::Verification, t0());
         v
     }
 
@@ -416,7 +456,7 @@ mod tests {
         let p = Policy::default();
         let v = fresh();
         assert_eq!(v.status, Status::NotValidated);
-        assert_eq!(v.due(t0(), &p), Some(Due::Initial));
+        assert_eq!(v.due(t0(), &p), Some(Due::Send(Notice::Verification)));
         assert_eq!(v.next_due_at(t0(), &p), Some(t0()));
     }
 
@@ -445,8 +485,8 @@ mod tests {
         for day in [3u32, 7, 14, 30, 45, 55] {
             let at = t0() + days(i64::from(day));
             assert_eq!(v.next_due_at(at, &p), Some(at), "day {day}");
-            assert_eq!(v.due(at, &p), Some(Due::Reminder { day }));
-            v.sent(Sent::Reminder { day }, at);
+            assert_eq!(v.due(at, &p), Some(Due::Send(Notice::Reminder { day })));
+            v.sent(Notice::Reminder { day }, at);
             assert_eq!(v.due(at, &p), None, "second sweep same day {day}");
         }
         assert_eq!(v.next_due_at(t0() + days(55), &p), Some(t0() + days(60)));
@@ -457,8 +497,8 @@ mod tests {
         let p = Policy::default();
         let mut v = pending(&p);
         let at = t0() + days(20);
-        assert_eq!(v.due(at, &p), Some(Due::Reminder { day: 14 }));
-        v.sent(Sent::Reminder { day: 14 }, at);
+        assert_eq!(v.due(at, &p), Some(Due::Send(Notice::Reminder { day: 14 })));
+        v.sent(Notice::Reminder { day: 14 }, at);
         assert_eq!(v.due(at, &p), None);
         assert_eq!(v.next_due_at(at, &p), Some(t0() + days(30)));
     }
@@ -470,11 +510,17 @@ mod tests {
         let now = t0() + days(50);
         v.apply_import(Status::Pending, Some(t0()), None, now, &p)
             .unwrap();
-        assert_eq!(v.due(now, &p), Some(Due::Reminder { day: 45 }));
-        v.sent(Sent::Reminder { day: 45 }, now);
+        assert_eq!(
+            v.due(now, &p),
+            Some(Due::Send(Notice::Reminder { day: 45 }))
+        );
+        v.sent(Notice::Reminder { day: 45 }, now);
         assert_eq!(v.due(now, &p), None);
         assert_eq!(v.due(now + days(4), &p), None);
-        assert_eq!(v.due(now + days(5), &p), Some(Due::Reminder { day: 55 }));
+        assert_eq!(
+            v.due(now + days(5), &p),
+            Some(Due::Send(Notice::Reminder { day: 55 }))
+        );
     }
 
     #[test]
@@ -531,13 +577,13 @@ mod tests {
         let at = t0() + days(60);
         assert_eq!(
             v.due(at - Duration::seconds(1), &p),
-            Some(Due::Reminder { day: 55 })
+            Some(Due::Send(Notice::Reminder { day: 55 }))
         );
         assert_eq!(v.due(at, &p), Some(Due::Expire));
         v.expire(&p);
         assert_eq!(v.status, Status::Expired);
-        assert_eq!(v.due(at, &p), Some(Due::ExpiryNotice));
-        v.sent(Sent::ExpiryNotice, at);
+        assert_eq!(v.due(at, &p), Some(Due::Send(Notice::ExpiryNotice)));
+        v.sent(Notice::ExpiryNotice, at);
         assert_eq!(v.due(at + days(365), &p), None);
         assert_eq!(v.next_due_at(at, &p), None);
     }
@@ -579,11 +625,14 @@ mod tests {
                 "failure {n}"
             );
             assert_eq!(v.due(at + Duration::seconds(wait - 1), &p), None);
-            assert_eq!(v.due(at + Duration::seconds(wait), &p), Some(Due::Initial));
+            assert_eq!(
+                v.due(at + Duration::seconds(wait), &p),
+                Some(Due::Send(Notice::Verification))
+            );
             assert_eq!(v.next_due_at(at, &p), Some(at + Duration::seconds(wait)));
             at += days(1);
         }
-        v.sent(Sent::Verification, at);
+        v.sent(Notice::Verification, at);
         assert_eq!(v.failures, 0);
         assert_eq!(v.retry_at, None);
     }
@@ -597,7 +646,7 @@ mod tests {
         assert_eq!(v.due(at + Duration::seconds(59), &p), None);
         assert_eq!(
             v.due(at + Duration::seconds(60), &p),
-            Some(Due::Reminder { day: 3 })
+            Some(Due::Send(Notice::Reminder { day: 3 }))
         );
         assert_eq!(v.next_due_at(at, &p), Some(at + Duration::seconds(60)));
     }
@@ -638,7 +687,7 @@ mod tests {
     fn installing_a_key_returns_the_old_one_and_restarts_reminders() {
         let p = Policy::default();
         let mut v = pending(&p);
-        v.sent(Sent::Reminder { day: 7 }, t0() + days(7));
+        v.sent(Notice::Reminder { day: 7 }, t0() + days(7));
         let old = v.key.clone();
         let later = t0() + days(70);
         let key = Verification::prepare_key(later, &p);
@@ -684,8 +733,68 @@ mod tests {
             ..Policy::default()
         };
         let mut v = pending(&p);
-        v.sent(Sent::Reminder { day: 3 }, t0() + days(3));
+        v.sent(Notice::Reminder { day: 3 }, t0() + days(3));
         assert_eq!(v.next_due_at(t0() + days(3), &p), Some(t0() + days(10)));
         assert_eq!(v.due(t0() + days(10), &p), Some(Due::Expire));
+    }
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn fresh() -> Verification {
+        Verification::new(&ContactEmail::parse("a@example.com").unwrap())
+    }
+
+    #[test]
+    fn same_address_changes_nothing_and_another_moves_the_contact() {
+        let a = ContactEmail::parse("A@example.com").unwrap().key();
+        let b = ContactEmail::parse("b@example.com").unwrap().key();
+        assert_eq!(AddressChange::of(None, &a), AddressChange::Created);
+        let same = ContactEmail::parse("a@EXAMPLE.com").unwrap().key();
+        assert_eq!(AddressChange::of(Some(&a), &same), AddressChange::Unchanged);
+        assert!(!AddressChange::of(Some(&a), &same).joins());
+        let moved = AddressChange::of(Some(&a), &b);
+        assert_eq!(moved, AddressChange::Moved { from: a });
+        assert!(moved.joins());
+    }
+
+    #[test]
+    fn a_validated_address_is_kept_when_its_last_contact_leaves() {
+        let mut v = fresh();
+        v.validate(t0());
+        assert_eq!(v.on_address_left(), AddressLeft::Keep);
+    }
+
+    #[test]
+    fn an_unvalidated_address_is_voided_and_removed_when_its_last_contact_leaves() {
+        let p = Policy::default();
+        let mut v = fresh();
+        assert_eq!(v.on_address_left(), AddressLeft::VoidAndDelete);
+        v.install_key(Verification::prepare_key(t0(), &p));
+        v.sent(Notice::Verification, t0());
+        assert_eq!(v.on_address_left(), AddressLeft::VoidAndDelete);
+        v.expire(&p);
+        assert_eq!(v.on_address_left(), AddressLeft::VoidAndDelete);
+    }
+
+    #[test]
+    fn an_import_applies_only_to_an_address_without_state_of_its_own() {
+        let p = Policy::default();
+        let mut v = fresh();
+        assert!(v.takes_import(false));
+        assert!(v.takes_import(true));
+        v.install_key(Verification::prepare_key(t0(), &p));
+        assert!(!v.takes_import(false));
+        let mut w = fresh();
+        w.validate(t0());
+        assert!(!w.takes_import(false));
     }
 }

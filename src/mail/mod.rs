@@ -15,9 +15,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-pub use templates::{MailContext, MailKind, Rendered, Templates};
+pub use templates::{MailContext, Rendered, Templates};
 
 use crate::config::{SmtpSettings, SmtpTls};
+use crate::domain::{ContactEmail, Notice};
 use crate::{Error, Result};
 
 /// `Auto-Submitted: auto-generated` (RFC 3834), so vacation responders and
@@ -131,20 +132,22 @@ impl Mailer {
             .unwrap_or_else(|| self.from.email.domain().to_string())
     }
 
-    pub fn render(&self, kind: MailKind, ctx: &MailContext) -> Result<Rendered> {
-        self.templates.render(kind, ctx)
+    pub fn render(&self, notice: Notice, ctx: &MailContext) -> Result<Rendered> {
+        self.templates.render(notice, ctx)
     }
 
     /// Sends one rendered email to `to`; returns once the relay answered.
-    pub async fn send(&self, to: &str, mail: Rendered) -> std::result::Result<(), SendError> {
+    pub async fn send(
+        &self,
+        to: &ContactEmail,
+        mail: Rendered,
+    ) -> std::result::Result<(), SendError> {
         let invalid = |detail: String| SendError {
             code: "InvalidMessage".into(),
             permanent: true,
             detail,
         };
-        let to: Mailbox = to
-            .parse()
-            .map_err(|e| invalid(format!("recipient is not a valid address: {e}")))?;
+        let to = Mailbox::new(None, to.address().clone());
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)

@@ -7,25 +7,8 @@ use std::path::Path;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::domain::Notice;
 use crate::{Error, Result};
-
-/// The emails we send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailKind {
-    Verification,
-    Reminder,
-    ExpiryNotice,
-}
-
-impl MailKind {
-    fn stem(self) -> &'static str {
-        match self {
-            MailKind::Verification => "verification",
-            MailKind::Reminder => "reminder",
-            MailKind::ExpiryNotice => "expiry",
-        }
-    }
-}
 
 const DEFAULTS: &[(&str, &str)] = &[
     (
@@ -107,7 +90,7 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    pub fn render(&self, kind: MailKind, ctx: &MailContext) -> Result<Rendered> {
+    pub fn render(&self, notice: Notice, ctx: &MailContext) -> Result<Rendered> {
         // The link is ours (a validated base URL without HTML-special
         // characters, then a base64url token): mark it safe so the HTML part
         // carries it as written instead of entity-encoding every slash.
@@ -116,7 +99,7 @@ impl Templates {
             ..minijinja::Value::from_serialize(ctx)
         };
         let render = |suffix: &str| -> Result<String> {
-            let name = format!("{}.{suffix}", kind.stem());
+            let name = format!("{}.{suffix}", notice.template());
             self.env
                 .get_template(&name)
                 .and_then(|t| t.render(&values))
@@ -151,10 +134,7 @@ mod tests {
     fn verification_email_carries_address_domains_link_expiry_and_consequence() {
         let t = Templates::load(None).unwrap();
         let r = t
-            .render(
-                MailKind::Verification,
-                &ctx(&["example.com", "example.net"]),
-            )
+            .render(Notice::Verification, &ctx(&["example.com", "example.net"]))
             .unwrap();
         assert_eq!(
             r.subject,
@@ -178,12 +158,12 @@ mod tests {
     fn reminder_counts_days_left_and_expiry_notice_says_how_to_get_a_new_link() {
         let t = Templates::load(None).unwrap();
         let r = t
-            .render(MailKind::Reminder, &ctx(&["example.com"]))
+            .render(Notice::Reminder { day: 3 }, &ctx(&["example.com"]))
             .unwrap();
         assert!(r.subject.starts_with("Reminder:"), "{}", r.subject);
         assert!(r.text.contains("57 days from now"), "{}", r.text);
         let e = t
-            .render(MailKind::ExpiryNotice, &ctx(&["example.com"]))
+            .render(Notice::ExpiryNotice, &ctx(&["example.com"]))
             .unwrap();
         assert!(e.text.contains("resend"), "{}", e.text);
         assert!(!e.text.contains("verify/TOKEN"));
@@ -194,7 +174,7 @@ mod tests {
         let t = Templates::load(None).unwrap();
         let mut c = ctx(&["example.com"]);
         c.registrar = "<script>x</script>".into();
-        let r = t.render(MailKind::Verification, &c).unwrap();
+        let r = t.render(Notice::Verification, &c).unwrap();
         assert!(!r.html.contains("<script>"));
         assert!(r.text.contains("<script>"));
     }
@@ -209,7 +189,7 @@ mod tests {
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let r = t
-            .render(MailKind::Reminder, &ctx(&["example.com"]))
+            .render(Notice::Reminder { day: 3 }, &ctx(&["example.com"]))
             .unwrap();
         assert_eq!(r.subject, "Custom a@example.com");
         assert!(r.text.contains("reminder"));

@@ -5,14 +5,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::verification::{Key, Status, Verification};
-use crate::domain::{ts_serde, OperationStatus, OperationType, StatusFlag};
+use crate::domain::{
+    ts_serde, ContactEmail, DomainName, EmailKey, ExternalId, KeyId, Notice, OperationStatus,
+    OperationType, StatusFlag,
+};
 use crate::Result;
 
+/// A contact as stored, its values typed as when they were parsed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ContactRecord {
-    pub external_id: String,
-    pub email: String,
-    pub email_key: String,
+    #[sqlx(try_from = "String")]
+    pub external_id: ExternalId,
+    #[sqlx(try_from = "String")]
+    pub email: ContactEmail,
+    #[sqlx(try_from = "String")]
+    pub email_key: EmailKey,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -20,8 +27,10 @@ pub struct ContactRecord {
 /// A verification row as stored; [`Verification`] is its domain form.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct VerificationRow {
-    email_key: String,
-    email: String,
+    #[sqlx(try_from = "String")]
+    email_key: EmailKey,
+    #[sqlx(try_from = "String")]
+    email: ContactEmail,
     status: String,
     key_id: Option<String>,
     key_issued_at: Option<DateTime<Utc>>,
@@ -45,7 +54,7 @@ impl VerificationRow {
     pub(crate) fn into_domain(self) -> Result<Verification> {
         let key = match (self.key_id, self.key_issued_at, self.key_expires_at) {
             (Some(id), Some(issued_at), Some(expires_at)) => Some(Key {
-                id,
+                id: KeyId::from_hex(&id)?,
                 issued_at,
                 expires_at,
             }),
@@ -72,29 +81,14 @@ impl VerificationRow {
 /// An issued key, kept after it is replaced so a stale link gets its reason.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRecord {
-    pub key_id: String,
-    pub email_key: String,
+    #[sqlx(try_from = "String")]
+    pub key_id: KeyId,
+    #[sqlx(try_from = "String")]
+    pub email_key: EmailKey,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub voided_at: Option<DateTime<Utc>>,
     pub void_reason: Option<String>,
-}
-
-/// Lightsail's operation types for the emails we send.
-pub mod operation_type {
-    pub const VERIFICATION: &str = "SendContactMethodVerification";
-    pub const REMINDER: &str = "SendVerificationReminder";
-    pub const EXPIRY_NOTICE: &str = "SendVerificationExpiredNotice";
-}
-
-/// Why an email was sent; also tells resends apart for the daily limit.
-pub mod reason {
-    pub const INITIAL: &str = "initial";
-    pub const RESEND: &str = "resend";
-    pub const EXPIRY: &str = "expiry";
-    pub fn reminder(day: u32) -> String {
-        format!("reminder:{day}")
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,38 +116,60 @@ impl NotificationStatus {
     }
 }
 
-/// One email attempt (Lightsail's Operation object).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One email attempt (Lightsail's Operation object). Its `operationType`
+/// and `operationDetails` both follow from the [`Notice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: String,
-    #[serde(skip)]
-    pub email_key: String,
-    pub operation_type: String,
-    /// `initial`, `resend`, `reminder:DAYS` or `expiry`.
-    pub operation_details: String,
+    pub email_key: EmailKey,
+    pub notice: Notice,
     pub status: NotificationStatus,
     pub is_terminal: bool,
-    #[serde(serialize_with = "ts_serde::required")]
     pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "ts_serde::required")]
     pub status_changed_at: DateTime<Utc>,
     pub error_code: Option<String>,
     pub error_details: Option<String>,
 }
 
+impl Serialize for NotificationRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        /// The contract's shape, in the contract's field order.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Shape<'a> {
+            id: &'a str,
+            operation_type: &'static str,
+            operation_details: String,
+            status: NotificationStatus,
+            is_terminal: bool,
+            #[serde(serialize_with = "ts_serde::required")]
+            created_at: DateTime<Utc>,
+            #[serde(serialize_with = "ts_serde::required")]
+            status_changed_at: DateTime<Utc>,
+            error_code: Option<&'a str>,
+            error_details: Option<&'a str>,
+        }
+        Shape {
+            id: &self.id,
+            operation_type: self.notice.operation_type(),
+            operation_details: self.notice.reason(),
+            status: self.status,
+            is_terminal: self.is_terminal,
+            created_at: self.created_at,
+            status_changed_at: self.status_changed_at,
+            error_code: self.error_code.as_deref(),
+            error_details: self.error_details.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
 impl NotificationRecord {
-    pub fn started(
-        email_key: &str,
-        operation_type: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn started(email_key: &EmailKey, notice: Notice, now: DateTime<Utc>) -> Self {
         NotificationRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            email_key: email_key.to_string(),
-            operation_type: operation_type.to_string(),
-            operation_details: reason.to_string(),
+            email_key: email_key.clone(),
+            notice,
             status: NotificationStatus::Started,
             is_terminal: false,
             created_at: now,
@@ -181,8 +197,8 @@ impl NotificationRecord {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct NotificationRow {
     id: String,
-    email_key: String,
-    operation_type: String,
+    #[sqlx(try_from = "String")]
+    email_key: EmailKey,
     reason: String,
     status: String,
     is_terminal: bool,
@@ -192,20 +208,20 @@ pub(crate) struct NotificationRow {
     error_details: Option<String>,
 }
 
-impl From<NotificationRow> for NotificationRecord {
-    fn from(r: NotificationRow) -> Self {
-        NotificationRecord {
+impl NotificationRow {
+    pub(crate) fn into_domain(self) -> Result<NotificationRecord> {
+        let r = self;
+        Ok(NotificationRecord {
             id: r.id,
             email_key: r.email_key,
-            operation_type: r.operation_type,
-            operation_details: r.reason,
+            notice: Notice::from_reason(&r.reason)?,
             status: NotificationStatus::parse(&r.status),
             is_terminal: r.is_terminal,
             created_at: r.created_at,
             status_changed_at: r.status_changed_at,
             error_code: r.error_code,
             error_details: r.error_details,
-        }
+        })
     }
 }
 
@@ -218,7 +234,7 @@ pub struct OperationRecord {
     pub status: OperationStatus,
     #[serde(rename = "Type")]
     pub op_type: OperationType,
-    pub domain_name: String,
+    pub domain_name: DomainName,
     pub message: Option<String>,
     #[serde(serialize_with = "ts_serde::required")]
     pub submitted_date: DateTime<Utc>,
@@ -230,7 +246,8 @@ pub struct OperationRecord {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct OperationRow {
     id: String,
-    domain_name: String,
+    #[sqlx(try_from = "String")]
+    domain_name: DomainName,
     #[sqlx(rename = "type")]
     op_type: String,
     status: String,

@@ -1,0 +1,77 @@
+//! Contacts: create or update, GetDetails, and the address's notification
+//! history.
+
+use super::{ContactDetails, ContactSelector, Verifier};
+use crate::domain::{mask_email, ContactEmail, ExternalId, Status};
+use crate::store::{ContactRecord, ContactUpsert, NotificationRecord};
+use crate::{Error, Result};
+
+const MAX_LISTED_NOTIFICATIONS: i64 = 1000;
+
+impl Verifier {
+    /// `contact add` / `POST /v1/contacts`: create or update a contact.
+    pub async fn add_contact(
+        &self,
+        external_id: &str,
+        email: &str,
+        domains: &[String],
+    ) -> Result<ContactDetails> {
+        let input = ContactUpsert {
+            external_id: ExternalId::parse(external_id)?,
+            email: ContactEmail::parse(email)?,
+            domains: self.parse_domains(domains)?,
+            import: None,
+        };
+        let outcome = self
+            .store
+            .upsert_contact(&input, self.now(), &self.policy)
+            .await?;
+        if outcome.email_changed {
+            tracing::info!(
+                event = "contact_email_changed",
+                external_id = %outcome.contact.external_id,
+                email = %mask_email(outcome.contact.email.as_str()),
+                "contact moved to a new email address; links sent to the old one no longer confirm it"
+            );
+        }
+        self.details(&outcome.contact).await
+    }
+
+    /// GetDetails for a contact.
+    pub async fn details(&self, contact: &ContactRecord) -> Result<ContactDetails> {
+        let v = self
+            .store
+            .verification(&contact.email_key)
+            .await?
+            .ok_or_else(|| Error::internal("contact has no verification record"))?;
+        let domains = self.store.contact_domains(&contact.external_id).await?;
+        let expiration_date = match v.status {
+            Status::Pending | Status::Expired => v.key.as_ref().map(|k| k.expires_at),
+            Status::NotValidated | Status::Validated => None,
+        };
+        Ok(ContactDetails {
+            external_id: contact.external_id.clone(),
+            contact_email: contact.email.clone(),
+            verification_status: v.status,
+            expiration_date,
+            last_notification_date: v.last_notification_at,
+            domains,
+        })
+    }
+
+    pub async fn show_contact(&self, selector: &ContactSelector) -> Result<ContactDetails> {
+        let contact = self.find_contact(selector).await?;
+        self.details(&contact).await
+    }
+
+    /// A contact's notification records (its address's), newest first.
+    pub async fn notifications(
+        &self,
+        selector: &ContactSelector,
+    ) -> Result<Vec<NotificationRecord>> {
+        let contact = self.find_contact(selector).await?;
+        self.store
+            .notifications(&contact.email_key, MAX_LISTED_NOTIFICATIONS)
+            .await
+    }
+}

@@ -1,0 +1,98 @@
+//! The contract's response shapes, in one place: what the CLI prints and the
+//! API answers, under the contract's field names and order.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{ts_serde, ContactEmail, DomainName, ExternalId, Status, Verification};
+use crate::store::{ContactRecord, NotificationRecord};
+
+/// The reseller ContactApi's GetDetails object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContactDetails {
+    pub external_id: ExternalId,
+    pub contact_email: ContactEmail,
+    pub verification_status: Status,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub expiration_date: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub last_notification_date: Option<DateTime<Utc>>,
+    pub domains: Vec<DomainName>,
+}
+
+/// GetContactReachabilityStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reachability {
+    pub domain_name: DomainName,
+    pub status: &'static str,
+}
+
+/// One rejected import line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportRejection {
+    pub line: u64,
+    pub error: String,
+}
+
+/// What `contact import` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub rejected: Vec<ImportRejection>,
+    /// All rejected lines, also those past the listed ones.
+    pub rejected_count: u64,
+}
+
+/// ResendContactVerificationNotice's answer: GetDetails plus the record of
+/// the email sent (`None` when the address was already verified).
+#[derive(Debug, Clone)]
+pub struct ResendOutcome {
+    pub details: ContactDetails,
+    pub notification: Option<NotificationRecord>,
+}
+
+impl ResendOutcome {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.details).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert(
+                "Notification".into(),
+                serde_json::to_value(&self.notification).unwrap_or_default(),
+            );
+        }
+        v
+    }
+}
+
+/// ResendContactReachabilityEmail's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainResend {
+    pub domain_name: DomainName,
+    pub email_address: ContactEmail,
+    pub is_already_verified: bool,
+}
+
+/// A link that checked out: whose it is, the domains it confirms, and
+/// whether it was used already.
+#[derive(Debug, Clone)]
+pub struct LinkCheck {
+    pub verification: Verification,
+    pub contact: ContactRecord,
+    /// Every domain of every contact using the address.
+    pub domains: Vec<DomainName>,
+    pub already_confirmed: bool,
+}
+
+/// A confirmation's result, for the CLI and the result page.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub details: ContactDetails,
+    pub already_confirmed: bool,
+    /// The confirmed address.
+    pub email: ContactEmail,
+    /// Every domain of every contact using the address.
+    pub domains: Vec<DomainName>,
+}

@@ -1,0 +1,277 @@
+//! The `contacts` and `domains` tables, and the one transaction that creates
+//! or updates a contact: its row, the verification of its address (joined,
+//! and the old one left), and its domains.
+
+use chrono::{DateTime, Utc};
+
+use super::records::ContactRecord;
+use super::{
+    on_tx, with_pool, ContactUpsert, Store, Tx, UpsertOutcome, VerificationWrite,
+    VOID_EMAIL_CHANGED,
+};
+use crate::domain::{
+    AddressChange, AddressLeft, ContactEmail, DomainName, EmailKey, ExternalId, Policy,
+    Verification,
+};
+use crate::{Error, Result};
+
+const CONTACT_COLUMNS: &str = "external_id, email, email_key, created_at, updated_at";
+
+impl Store {
+    /// Creates or updates a contact and its domains in one transaction,
+    /// moving it to the verification of its (new) address.
+    pub async fn upsert_contact(
+        &self,
+        input: &ContactUpsert,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<UpsertOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = tx.upsert_contact(input, now, policy).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Upserts many contacts in one transaction (imports): all or none.
+    pub async fn upsert_contacts(
+        &self,
+        inputs: &[ContactUpsert],
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for input in inputs {
+            tx.upsert_contact(input, now, policy).await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn contact(&self, id: &ExternalId) -> Result<Option<ContactRecord>> {
+        with_pool!(self, pool, d => Ok(sqlx::query_as(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE external_id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Contacts using an address, by external id.
+    pub async fn contacts_by_email(&self, email_key: &EmailKey) -> Result<Vec<ContactRecord>> {
+        with_pool!(self, pool, d => Ok(sqlx::query_as(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE email_key = $1 ORDER BY external_id"))
+            .bind(email_key.as_str())
+            .fetch_all(pool)
+            .await?))
+    }
+
+    pub async fn contact_domains(&self, external_id: &ExternalId) -> Result<Vec<DomainName>> {
+        with_pool!(self, pool, d => {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM domains WHERE contact_external_id = $1 ORDER BY name")
+                .bind(external_id.as_str())
+                .fetch_all(pool)
+                .await?;
+            names.into_iter().map(DomainName::try_from).collect()
+        })
+    }
+
+    /// Every domain of every contact using an address: what one email lists.
+    pub async fn address_domains(&self, email_key: &EmailKey) -> Result<Vec<DomainName>> {
+        with_pool!(self, pool, d => {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT d.name FROM domains d JOIN contacts c ON c.external_id = d.contact_external_id \
+                 WHERE c.email_key = $1 ORDER BY d.name")
+                .bind(email_key.as_str())
+                .fetch_all(pool)
+                .await?;
+            names.into_iter().map(DomainName::try_from).collect()
+        })
+    }
+
+    /// The registrant contact of a domain.
+    pub async fn registrant(&self, domain: &DomainName) -> Result<Option<ContactRecord>> {
+        with_pool!(self, pool, d => Ok(sqlx::query_as(
+            "SELECT c.external_id, c.email, c.email_key, c.created_at, c.updated_at \
+             FROM contacts c JOIN domains d ON d.contact_external_id = c.external_id WHERE d.name = $1")
+            .bind(domain.as_str())
+            .fetch_optional(pool)
+            .await?))
+    }
+}
+
+impl Tx {
+    /// Creates or updates one contact inside this transaction.
+    pub(crate) async fn upsert_contact(
+        &mut self,
+        input: &ContactUpsert,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<UpsertOutcome> {
+        let id = &input.external_id;
+        let existing = self.contact_for_update(id).await?;
+        let change = AddressChange::of(existing.as_ref().map(|c| &c.email_key), &input.email.key());
+        match &change {
+            AddressChange::Created => self.insert_contact(id, &input.email, now).await?,
+            AddressChange::Moved { .. } => self.set_contact_email(id, &input.email, now).await?,
+            AddressChange::Unchanged => {}
+        }
+        if change.joins() {
+            self.join_address(input, now, policy).await?;
+            if let AddressChange::Moved { from } = &change {
+                self.leave_address(from, now, policy).await?;
+            }
+        }
+        for domain in &input.domains {
+            self.assign_domain(domain, id, now).await?;
+        }
+        let contact = self
+            .contact_for_update(id)
+            .await?
+            .ok_or_else(|| Error::internal("the contact vanished inside its own transaction"))?;
+        Ok(UpsertOutcome {
+            contact,
+            created: change == AddressChange::Created,
+            email_changed: matches!(change, AddressChange::Moved { .. }),
+        })
+    }
+
+    /// Joins the verification of the contact's address, creating it if the
+    /// address is new and applying an import line's state where it may.
+    async fn join_address(
+        &mut self,
+        input: &ContactUpsert,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        let fresh = Verification::new(&input.email);
+        let created = self
+            .write_verification(VerificationWrite::Create(&fresh), now, policy)
+            .await?;
+        let Some(state) = &input.import else {
+            return Ok(());
+        };
+        let mut v = self
+            .verification_for_update(&fresh.email_key)
+            .await?
+            .ok_or_else(|| Error::internal("the address's verification vanished"))?;
+        if !v.takes_import(created) {
+            return Ok(());
+        }
+        v.apply_import(
+            state.status,
+            state.key_issued_at,
+            state.last_notification_at,
+            now,
+            policy,
+        )?;
+        if !self
+            .write_verification(VerificationWrite::Update(&v), now, policy)
+            .await?
+        {
+            return Err(Error::internal("verification changed during import"));
+        }
+        if let Some(k) = &v.key {
+            self.insert_key(&v.email_key, k).await?;
+        }
+        Ok(())
+    }
+
+    /// After a contact moved away from `old`: if no contact uses it any more,
+    /// the domain decides what becomes of its verification.
+    async fn leave_address(
+        &mut self,
+        old: &EmailKey,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        if self.contacts_using(old).await? > 0 {
+            return Ok(());
+        }
+        let Some(v) = self.verification_for_update(old).await? else {
+            return Ok(());
+        };
+        match v.on_address_left() {
+            AddressLeft::Keep => {}
+            AddressLeft::VoidAndDelete => {
+                self.void_keys_of(old, None, VOID_EMAIL_CHANGED, now)
+                    .await?;
+                self.write_verification(VerificationWrite::Remove(&v), now, policy)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn contact_for_update(&mut self, id: &ExternalId) -> Result<Option<ContactRecord>> {
+        Ok(on_tx!(self, conn, d => sqlx::query_as(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE external_id = $1{}", d::FOR_UPDATE))
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?))
+    }
+
+    async fn contacts_using(&mut self, email_key: &EmailKey) -> Result<i64> {
+        Ok(on_tx!(self, conn, d => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM contacts WHERE email_key = $1")
+            .bind(email_key.as_str())
+            .fetch_one(&mut *conn)
+            .await?))
+    }
+
+    async fn insert_contact(
+        &mut self,
+        id: &ExternalId,
+        email: &ContactEmail,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query(
+            "INSERT INTO contacts (external_id, email, email_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4)")
+            .bind(id.as_str())
+            .bind(email.as_str())
+            .bind(email.key().as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    async fn set_contact_email(
+        &mut self,
+        id: &ExternalId,
+        email: &ContactEmail,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query(
+            "UPDATE contacts SET email = $2, email_key = $3, updated_at = $4 WHERE external_id = $1")
+            .bind(id.as_str())
+            .bind(email.as_str())
+            .bind(email.key().as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// A domain has one registrant: naming it for a contact moves it there.
+    async fn assign_domain(
+        &mut self,
+        domain: &DomainName,
+        id: &ExternalId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query(
+            "INSERT INTO domains (name, contact_external_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO UPDATE \
+             SET contact_external_id = excluded.contact_external_id, updated_at = excluded.updated_at \
+             WHERE domains.contact_external_id <> excluded.contact_external_id")
+            .bind(domain.as_str())
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}

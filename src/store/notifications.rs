@@ -1,0 +1,83 @@
+//! The `notifications` table: one row per email attempt (Lightsail's
+//! Operation), written when the attempt starts and updated with its outcome.
+
+use chrono::{DateTime, Utc};
+
+use super::records::{NotificationRecord, NotificationRow};
+use super::{on_tx, with_pool, Store, Tx};
+use crate::domain::{EmailKey, Notice};
+use crate::Result;
+
+/// Inserts or updates one attempt; `$exec` is a pool or a connection.
+macro_rules! upsert_notification {
+    ($exec:expr, $n:expr) => {{
+        let n: &NotificationRecord = $n;
+        sqlx::query(
+            "INSERT INTO notifications (id, email_key, operation_type, reason, status, is_terminal, \
+             created_at, status_changed_at, error_code, error_details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
+             status = excluded.status, is_terminal = excluded.is_terminal, \
+             status_changed_at = excluded.status_changed_at, error_code = excluded.error_code, \
+             error_details = excluded.error_details",
+        )
+        .bind(&n.id)
+        .bind(n.email_key.as_str())
+        .bind(n.notice.operation_type())
+        .bind(n.notice.reason())
+        .bind(n.status.as_str())
+        .bind(n.is_terminal)
+        .bind(n.created_at)
+        .bind(n.status_changed_at)
+        .bind(n.error_code.as_deref())
+        .bind(n.error_details.as_deref())
+        .execute($exec)
+        .await?;
+    }};
+}
+
+impl Tx {
+    pub(crate) async fn save_notification(&mut self, n: &NotificationRecord) -> Result<()> {
+        on_tx!(self, conn, d => upsert_notification!(&mut *conn, n));
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records (or updates) one email attempt on its own, for attempts whose
+    /// verification changed under them.
+    pub async fn save_notification(&self, n: &NotificationRecord) -> Result<()> {
+        with_pool!(self, pool, d => upsert_notification!(pool, n));
+        Ok(())
+    }
+
+    /// An address's email attempts, newest first.
+    pub async fn notifications(
+        &self,
+        email_key: &EmailKey,
+        limit: i64,
+    ) -> Result<Vec<NotificationRecord>> {
+        with_pool!(self, pool, d => {
+            let rows: Vec<NotificationRow> = sqlx::query_as(
+                "SELECT id, email_key, reason, status, is_terminal, created_at, \
+                 status_changed_at, error_code, error_details FROM notifications \
+                 WHERE email_key = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+                .bind(email_key.as_str())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(NotificationRow::into_domain).collect()
+        })
+    }
+
+    /// Resends to an address since `since` that did not fail, for the daily limit.
+    pub async fn resends_since(&self, email_key: &EmailKey, since: DateTime<Utc>) -> Result<i64> {
+        with_pool!(self, pool, d => Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE email_key = $1 AND reason = $2 \
+             AND created_at > $3 AND status <> 'Failed'")
+            .bind(email_key.as_str())
+            .bind(Notice::RESEND_REASON)
+            .bind(since)
+            .fetch_one(pool)
+            .await?))
+    }
+}

@@ -1,0 +1,110 @@
+//! The `operations` table: Route 53 Domains operations that wait on their
+//! domain's registrant, and the join the sweep settles them by.
+
+use super::records::{OpenOperationRow, OperationRecord, OperationRow, OPERATION_COLUMNS};
+use super::{with_pool, OpenOperation, Store};
+use crate::domain::{DomainName, EmailKey, Status, StatusFlag};
+use crate::Result;
+
+impl Store {
+    pub async fn insert_operation(&self, op: &OperationRecord) -> Result<()> {
+        with_pool!(self, pool, d => {
+            sqlx::query(&format!("INSERT INTO operations ({OPERATION_COLUMNS}) \
+                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                .bind(&op.operation_id)
+                .bind(op.domain_name.as_str())
+                .bind(op.op_type.as_str())
+                .bind(op.status.as_str())
+                .bind(op.status_flag.map(StatusFlag::as_str))
+                .bind(&op.message)
+                .bind(op.submitted_date)
+                .bind(op.last_updated_date)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
+        with_pool!(self, pool, d => {
+            let row: Option<OperationRow> = sqlx::query_as(&format!(
+                "SELECT {OPERATION_COLUMNS} FROM operations WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(OperationRow::into_domain).transpose()
+        })
+    }
+
+    /// Operations, newest first, optionally of one domain and/or one flag.
+    pub async fn operations(
+        &self,
+        domain: Option<&DomainName>,
+        flag: Option<StatusFlag>,
+        limit: i64,
+    ) -> Result<Vec<OperationRecord>> {
+        with_pool!(self, pool, d => {
+            let rows: Vec<OperationRow> = sqlx::query_as(&format!(
+                "SELECT {OPERATION_COLUMNS} FROM operations \
+                 WHERE ($1 IS NULL OR domain_name = $1) AND ($2 IS NULL OR status_flag = $2) \
+                 ORDER BY submitted_at DESC, id DESC LIMIT $3"))
+                .bind(domain.map(DomainName::as_str))
+                .bind(flag.map(StatusFlag::as_str))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(OperationRow::into_domain).collect()
+        })
+    }
+
+    /// Open operations that wait on their registrant (no flag, or ours),
+    /// with the registrant's verification status.
+    pub async fn open_operations(&self) -> Result<Vec<OpenOperation>> {
+        with_pool!(self, pool, d => {
+            let rows: Vec<OpenOperationRow> = sqlx::query_as(
+                "SELECT o.id, o.domain_name, o.type, o.status, o.status_flag, o.message, \
+                        o.submitted_at, o.last_updated_at, v.status AS registrant_status, \
+                        v.email_key AS registrant_email_key \
+                 FROM operations o \
+                 LEFT JOIN domains dm ON dm.name = o.domain_name \
+                 LEFT JOIN contacts c ON c.external_id = dm.contact_external_id \
+                 LEFT JOIN verifications v ON v.email_key = c.email_key \
+                 WHERE o.status IN ('SUBMITTED', 'IN_PROGRESS') \
+                   AND (o.status_flag IS NULL OR o.status_flag = 'PENDING_CUSTOMER_ACTION') \
+                 ORDER BY o.submitted_at")
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(OpenOperation {
+                        registrant_status: r.registrant_status.as_deref().map(Status::parse).transpose()?,
+                        registrant_email_key: r.registrant_email_key.map(EmailKey::try_from).transpose()?,
+                        operation: r.op.into_domain()?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Writes `new` over `old` only if the row still holds `old`'s status and
+    /// flag, so a concurrent change by another system is never overwritten.
+    pub async fn update_operation(
+        &self,
+        old: &OperationRecord,
+        new: &OperationRecord,
+    ) -> Result<bool> {
+        with_pool!(self, pool, d => Ok(sqlx::query(
+            "UPDATE operations SET status = $2, status_flag = $3, message = $4, last_updated_at = $5 \
+             WHERE id = $1 AND status = $6 AND status_flag IS NOT DISTINCT FROM $7")
+            .bind(&new.operation_id)
+            .bind(new.status.as_str())
+            .bind(new.status_flag.map(StatusFlag::as_str))
+            .bind(&new.message)
+            .bind(new.last_updated_date)
+            .bind(old.status.as_str())
+            .bind(old.status_flag.map(StatusFlag::as_str))
+            .execute(pool)
+            .await?
+            .rows_affected() == 1))
+    }
+}

@@ -1,0 +1,181 @@
+//! The `verifications` table: one row per email address, written only by
+//! [`Tx::write_verification`] (a compare-and-set on the row's version), read
+//! by the sweep in `(due_at, email_key)` order.
+
+use chrono::{DateTime, Utc};
+
+use super::records::{DueRow, VerificationRow, VERIFICATION_COLUMNS};
+use super::{on_tx, with_pool, Change, Store, Tx};
+use crate::domain::{EmailKey, Policy, Verification};
+use crate::Result;
+
+/// The three ways a verification row changes.
+#[derive(Debug, Clone, Copy)]
+pub enum VerificationWrite<'a> {
+    /// A new address: inserted unless a row for it exists (returns whether
+    /// it was inserted).
+    Create(&'a Verification),
+    /// The row as read at `version`, changed: written only if nobody else
+    /// wrote it since (returns whether it was written).
+    Update(&'a Verification),
+    /// The row as read at `version`, removed under the same condition.
+    Remove(&'a Verification),
+}
+
+impl Tx {
+    /// The only statement that writes a verification row.
+    pub(crate) async fn write_verification(
+        &mut self,
+        write: VerificationWrite<'_>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<bool> {
+        let affected = on_tx!(self, conn, d => match write {
+            VerificationWrite::Create(v) => sqlx::query(
+                "INSERT INTO verifications (email_key, email, status, due_at, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $5) ON CONFLICT (email_key) DO NOTHING")
+                .bind(v.email_key.as_str())
+                .bind(v.email.as_str())
+                .bind(v.status.as_str())
+                .bind(v.next_due_at(now, policy))
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            VerificationWrite::Update(v) => {
+                let key = v.key.as_ref();
+                sqlx::query(
+                    "UPDATE verifications SET email = $2, status = $3, key_id = $4, key_issued_at = $5, \
+                     key_expires_at = $6, last_notification_at = $7, reminder_day_covered = $8, \
+                     expiry_notice_owed = $9, failures = $10, retry_at = $11, claim_owner = $12, \
+                     claim_until = $13, validated_at = $14, due_at = $15, version = version + 1, \
+                     updated_at = $16 WHERE email_key = $1 AND version = $17",
+                )
+                .bind(v.email_key.as_str())
+                .bind(v.email.as_str())
+                .bind(v.status.as_str())
+                .bind(key.map(|k| k.id.to_hex()))
+                .bind(key.map(|k| k.issued_at))
+                .bind(key.map(|k| k.expires_at))
+                .bind(v.last_notification_at)
+                .bind(i64::from(v.reminder_day_covered))
+                .bind(v.expiry_notice_owed)
+                .bind(i64::from(v.failures))
+                .bind(v.retry_at)
+                .bind(v.claim_owner.as_deref())
+                .bind(v.claim_until)
+                .bind(v.validated_at)
+                .bind(v.next_due_at(now, policy))
+                .bind(now)
+                .bind(v.version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+            }
+            VerificationWrite::Remove(v) => sqlx::query(
+                "DELETE FROM verifications WHERE email_key = $1 AND version = $2")
+                .bind(v.email_key.as_str())
+                .bind(v.version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+        });
+        Ok(affected == 1)
+    }
+
+    /// The row of an address, locked for this transaction (Postgres; on
+    /// SQLite `BEGIN IMMEDIATE` already holds the only write lock).
+    pub(crate) async fn verification_for_update(
+        &mut self,
+        email_key: &EmailKey,
+    ) -> Result<Option<Verification>> {
+        let row: Option<VerificationRow> = on_tx!(self, conn, d => sqlx::query_as(&format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE email_key = $1{}", d::FOR_UPDATE))
+            .bind(email_key.as_str())
+            .fetch_optional(&mut *conn)
+            .await?);
+        row.map(VerificationRow::into_domain).transpose()
+    }
+}
+
+impl Store {
+    pub async fn verification(&self, email_key: &EmailKey) -> Result<Option<Verification>> {
+        with_pool!(self, pool, d => {
+            let row: Option<VerificationRow> = sqlx::query_as(&format!(
+                "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE email_key = $1"))
+                .bind(email_key.as_str())
+                .fetch_optional(pool)
+                .await?;
+            row.map(VerificationRow::into_domain).transpose()
+        })
+    }
+
+    /// Verifications with work due at `now` that no live claim holds and that
+    /// some contact still uses, in `(due_at, email_key)` order after `after`.
+    pub async fn due_verifications(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&(DateTime<Utc>, EmailKey)>,
+        limit: i64,
+    ) -> Result<Vec<(DateTime<Utc>, Verification)>> {
+        let (after_due, after_key) = match after {
+            Some((t, k)) => (*t, k.as_str()),
+            None => (DateTime::<Utc>::UNIX_EPOCH, ""),
+        };
+        with_pool!(self, pool, d => {
+            let rows: Vec<DueRow> = sqlx::query_as(&format!(
+                "SELECT due_at AS sweep_due_at, {VERIFICATION_COLUMNS} FROM verifications v \
+                 WHERE v.due_at IS NOT NULL AND v.due_at <= $1 \
+                   AND (v.due_at > $2 OR (v.due_at = $2 AND v.email_key > $3)) \
+                   AND (v.claim_until IS NULL OR v.claim_until <= $1) \
+                   AND EXISTS (SELECT 1 FROM contacts c WHERE c.email_key = v.email_key) \
+                 ORDER BY v.due_at, v.email_key LIMIT $4"))
+                .bind(now)
+                .bind(after_due)
+                .bind(after_key)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter()
+                .map(|r| Ok((r.sweep_due_at, r.row.into_domain()?)))
+                .collect()
+        })
+    }
+
+    /// Writes `v` if the stored row is still at `v.version`, together with the
+    /// key and notification rows of `change`, in one transaction. Returns
+    /// false (and writes nothing) if someone else changed the row first; on
+    /// success `v.version` is the new version.
+    pub async fn commit(
+        &self,
+        v: &mut Verification,
+        change: &Change<'_>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        if !tx
+            .write_verification(VerificationWrite::Update(v), now, policy)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(k) = change.new_key {
+            tx.insert_key(&v.email_key, k).await?;
+        }
+        if let Some((key_id, reason)) = change.void_key {
+            tx.void_key(key_id, reason, now).await?;
+        }
+        if let Some((keep, reason)) = change.void_other_keys {
+            tx.void_keys_of(&v.email_key, Some(keep), reason, now)
+                .await?;
+        }
+        if let Some(n) = change.notification {
+            tx.save_notification(n).await?;
+        }
+        tx.commit().await?;
+        v.version += 1;
+        Ok(true)
+    }
+}

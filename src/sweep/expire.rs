@@ -1,0 +1,125 @@
+//! The expire pass: a `Pending` key past its validity makes the address
+//! `Expired` (and, unless `verification.notify_on_expiry` is off, owes one
+//! expiry notice, which the notify pass sends in the same sweep).
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{mask_email, Due, Policy, Verification};
+use crate::store::{Change, Store};
+use crate::{ErrorCode, Result};
+
+/// A page split into what expires now and everything else.
+#[derive(Debug, Default)]
+pub(super) struct ExpirePlan {
+    pub(super) to_expire: Vec<Verification>,
+    pub(super) others: Vec<Verification>,
+}
+
+impl ExpirePlan {
+    /// The verifications as they are once expired, without writing them
+    /// (what a dry run goes on with).
+    pub(super) fn applied(&self, p: &Policy) -> Vec<Verification> {
+        self.to_expire
+            .iter()
+            .cloned()
+            .map(|mut v| {
+                v.expire(p);
+                v
+            })
+            .collect()
+    }
+}
+
+pub(super) fn plan(page: Vec<Verification>, now: DateTime<Utc>, p: &Policy) -> ExpirePlan {
+    let (to_expire, others) = page
+        .into_iter()
+        .partition(|v| v.due(now, p) == Some(Due::Expire));
+    ExpirePlan { to_expire, others }
+}
+
+/// What executing the plan did.
+#[derive(Debug, Default)]
+pub(super) struct Expired {
+    /// Written, as they now are.
+    pub(super) expired: Vec<Verification>,
+    /// Changed by someone else first (a confirmation, another sweep).
+    pub(super) lost: u64,
+    pub(super) failed: u64,
+}
+
+pub(super) async fn execute(
+    store: &Store,
+    plan: &ExpirePlan,
+    now: DateTime<Utc>,
+    p: &Policy,
+) -> Result<Expired> {
+    let mut done = Expired::default();
+    for mut v in plan.applied(p) {
+        match store.commit(&mut v, &Change::default(), now, p).await {
+            Ok(true) => {
+                tracing::info!(event = "contact_expired", email = %mask_email(v.email.as_str()),
+                    "verification key expired unconfirmed");
+                done.expired.push(v);
+            }
+            Ok(false) => done.lost += 1,
+            Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
+            Err(e) => {
+                done.failed += 1;
+                tracing::error!(event = "sweep_item_failed", error = %e, "one address could not be processed");
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContactEmail, Notice, Status};
+    use chrono::Duration;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn pending(addr: &str, p: &Policy) -> Verification {
+        let mut v = Verification::new(&ContactEmail::parse(addr).unwrap());
+        v.install_key(Verification::prepare_key(t0(), p));
+        v.sent(Notice::Verification, t0());
+        v
+    }
+
+    #[test]
+    fn only_keys_past_their_expiry_are_planned_to_expire() {
+        let p = Policy::default();
+        let old = pending("old@example.com", &p);
+        let mut young = pending("young@example.com", &p);
+        young.key.as_mut().unwrap().expires_at = t0() + Duration::days(90);
+        let plan = plan(vec![old, young], t0() + Duration::days(60), &p);
+        assert_eq!(plan.to_expire.len(), 1);
+        assert_eq!(plan.to_expire[0].email.as_str(), "old@example.com");
+        assert_eq!(plan.others.len(), 1);
+    }
+
+    #[test]
+    fn an_applied_plan_is_expired_and_owes_the_notice_as_configured() {
+        for notify in [true, false] {
+            let p = Policy {
+                notify_on_expiry: notify,
+                ..Policy::default()
+            };
+            let plan = plan(
+                vec![pending("a@example.com", &p)],
+                t0() + Duration::days(61),
+                &p,
+            );
+            let applied = plan.applied(&p);
+            assert_eq!(applied[0].status, Status::Expired);
+            assert_eq!(applied[0].expiry_notice_owed, notify);
+            // The plan itself is untouched: a dry run writes nothing back.
+            assert_eq!(plan.to_expire[0].status, Status::Pending);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! One sweep: read the addresses with work due, page by page, and run the
+//! passes over them: `expire` (keys past their validity), `notify` (initial
+//! emails, reminders and expiry notices, each under a database claim, so
+//! concurrent sweeps never mail twice), then `settle` (the domain operations
+//! that wait on registrants). Each pass plans first, from data alone; a real
+//! sweep executes the plan, a dry run only counts it.
+
+mod expire;
+mod notify;
+mod settle;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::delivery::Courier;
+use crate::domain::{EmailKey, Policy};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Addresses read per page.
+const BATCH: i64 = 200;
+
+/// The summary `sweep` prints and `sweep_finished` logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SweepSummary {
+    pub expired: u64,
+    pub initial_sent: u64,
+    pub reminders_sent: u64,
+    pub expiry_notices_sent: u64,
+    pub failed: u64,
+    pub operations_updated: u64,
+    pub duration_ms: u64,
+}
+
+/// Tells a running sweep to stop starting new emails (SIGTERM): emails in
+/// flight finish and are recorded.
+#[derive(Clone)]
+pub struct StopSignal(Option<watch::Receiver<bool>>);
+
+impl StopSignal {
+    pub fn never() -> Self {
+        StopSignal(None)
+    }
+
+    pub fn new(rx: watch::Receiver<bool>) -> Self {
+        StopSignal(Some(rx))
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
+    /// Resolves once a stop is requested (never, for [`StopSignal::never`]).
+    pub async fn wait(&mut self) {
+        match &mut self.0 {
+            Some(rx) => {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs sweeps: the store, the courier that mails (none for a dry run) and
+/// the rules.
+pub struct Sweeper {
+    store: Store,
+    courier: Option<Courier>,
+    policy: Policy,
+    clock: Clock,
+    /// Emails in flight at once (`smtp.max_connections`).
+    concurrency: usize,
+}
+
+impl Sweeper {
+    pub fn new(
+        store: Store,
+        courier: Option<Courier>,
+        policy: Policy,
+        clock: Clock,
+        concurrency: usize,
+    ) -> Sweeper {
+        Sweeper {
+            store,
+            courier,
+            policy,
+            clock,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Runs one sweep. With `dry_run` it counts what it would do and changes
+    /// and sends nothing.
+    #[tracing::instrument(skip_all, fields(dry_run))]
+    pub async fn run(&self, dry_run: bool, stop: &StopSignal) -> Result<SweepSummary> {
+        let started = Instant::now();
+        tracing::info!(event = "sweep_started", "sweep started");
+        let courier = match (&self.courier, dry_run) {
+            (_, true) => None,
+            (Some(c), false) => Some(c),
+            (None, false) => {
+                return Err(Error::internal("a sweep that sends needs the SMTP client"))
+            }
+        };
+        let owner = format!("sweep-{}", uuid::Uuid::new_v4().simple());
+        let now = self.clock.now();
+        let mut summary = SweepSummary::default();
+        // What a dry run would have expired: the settle pass counts their
+        // operations as a real sweep, which wrote the expiry, would settle them.
+        let mut expired_in_dry_run: HashSet<EmailKey> = HashSet::new();
+        let mut cursor: Option<(DateTime<Utc>, EmailKey)> = None;
+        while !stop.is_stopped() {
+            let page = self
+                .store
+                .due_verifications(now, cursor.as_ref(), BATCH)
+                .await?;
+            let Some((due, last)) = page.last() else {
+                break;
+            };
+            cursor = Some((*due, last.email_key.clone()));
+            let page: Vec<_> = page.into_iter().map(|(_, v)| v).collect();
+
+            let plan = expire::plan(page, now, &self.policy);
+            summary.expired += plan.to_expire.len() as u64;
+            let expired = match courier {
+                None => {
+                    let expired = plan.applied(&self.policy);
+                    expired_in_dry_run.extend(expired.iter().map(|v| v.email_key.clone()));
+                    expired
+                }
+                Some(_) => {
+                    let done = expire::execute(&self.store, &plan, now, &self.policy).await?;
+                    summary.expired -= done.lost;
+                    summary.failed += done.failed;
+                    done.expired
+                }
+            };
+
+            // An address just expired with no notice owed is done for now.
+            let owing = expired
+                .into_iter()
+                .filter(|v| v.due(now, &self.policy).is_some());
+            let plan = notify::plan(plan.others.into_iter().chain(owing), now, &self.policy);
+            match courier {
+                None => plan.count(&mut summary),
+                Some(c) => {
+                    let done = notify::execute(
+                        c,
+                        &self.store,
+                        plan,
+                        &owner,
+                        stop,
+                        self.concurrency,
+                        now,
+                        &self.policy,
+                    )
+                    .await?;
+                    done.count(&mut summary);
+                }
+            }
+        }
+        if !stop.is_stopped() {
+            let open = self.store.open_operations().await?;
+            let plan = settle::plan(open, &expired_in_dry_run, self.clock.now());
+            summary.operations_updated = match courier {
+                None => plan.len() as u64,
+                Some(_) => settle::execute(&self.store, plan).await?,
+            };
+        }
+        summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            event = "sweep_finished",
+            stopped_early = stop.is_stopped(),
+            expired = summary.expired,
+            initial_sent = summary.initial_sent,
+            reminders_sent = summary.reminders_sent,
+            expiry_notices_sent = summary.expiry_notices_sent,
+            failed = summary.failed,
+            operations_updated = summary.operations_updated,
+            duration_ms = summary.duration_ms,
+            "sweep finished"
+        );
+        Ok(summary)
+    }
+}

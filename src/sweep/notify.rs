@@ -1,0 +1,168 @@
+//! The notify pass: every address with an email due gets it (the initial
+//! verification email, the latest reminder, the expiry notice), each
+//! delivered by the courier under its own claim, up to
+//! `smtp.max_connections` at once. Rows whose stored due time was stale get
+//! the right one.
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use super::{StopSignal, SweepSummary};
+use crate::delivery::{Courier, Delivery, Job};
+use crate::domain::{Due, Notice, Policy, Verification};
+use crate::store::{Change, Store};
+use crate::{ErrorCode, Result};
+
+#[derive(Debug, Default)]
+pub(super) struct NotifyPlan {
+    pub(super) sends: Vec<(Verification, Notice)>,
+    /// Nothing due after all: the stored due time is rewritten.
+    pub(super) stale: Vec<Verification>,
+}
+
+impl NotifyPlan {
+    /// Counts the plan as if every email were accepted (a dry run).
+    pub(super) fn count(&self, summary: &mut SweepSummary) {
+        for (_, notice) in &self.sends {
+            count_sent(summary, *notice);
+        }
+    }
+}
+
+pub(super) fn plan(
+    vs: impl IntoIterator<Item = Verification>,
+    now: DateTime<Utc>,
+    p: &Policy,
+) -> NotifyPlan {
+    let mut plan = NotifyPlan::default();
+    for v in vs {
+        match v.due(now, p) {
+            Some(Due::Send(notice)) => plan.sends.push((v, notice)),
+            // The expire pass ran first; what it could not write waits for
+            // the next sweep.
+            Some(Due::Expire) => {}
+            None => plan.stale.push(v),
+        }
+    }
+    plan
+}
+
+/// What executing the plan did.
+#[derive(Debug, Default)]
+pub(super) struct Notified {
+    sent: Vec<Notice>,
+    failed: u64,
+}
+
+impl Notified {
+    pub(super) fn count(&self, summary: &mut SweepSummary) {
+        for notice in &self.sent {
+            count_sent(summary, *notice);
+        }
+        summary.failed += self.failed;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn execute(
+    courier: &Courier,
+    store: &Store,
+    plan: NotifyPlan,
+    owner: &str,
+    stop: &StopSignal,
+    concurrency: usize,
+    now: DateTime<Utc>,
+    p: &Policy,
+) -> Result<Notified> {
+    let mut done = Notified::default();
+    for mut v in plan.stale {
+        match store.commit(&mut v, &Change::default(), now, p).await {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
+            Err(e) => done.item_failed(&e),
+        }
+    }
+    let results: Vec<(Notice, Result<Option<Delivery>>)> = futures::stream::iter(plan.sends)
+        .map(|(v, notice)| async move {
+            if stop.is_stopped() {
+                return (notice, Ok(None));
+            }
+            let r = courier.deliver(&v, Job::scheduled(notice), owner).await;
+            (notice, r.map(Some))
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (notice, r) in results {
+        match r {
+            Ok(Some(Delivery::Sent(_))) => done.sent.push(notice),
+            Ok(Some(Delivery::Failed(..))) => done.failed += 1,
+            Ok(Some(Delivery::Skipped) | None) => {}
+            Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
+            Err(e) => done.item_failed(&e),
+        }
+    }
+    Ok(done)
+}
+
+impl Notified {
+    fn item_failed(&mut self, e: &crate::Error) {
+        self.failed += 1;
+        tracing::error!(event = "sweep_item_failed", error = %e, "one address could not be processed");
+    }
+}
+
+fn count_sent(summary: &mut SweepSummary, notice: Notice) {
+    match notice {
+        Notice::Verification | Notice::Resend => summary.initial_sent += 1,
+        Notice::Reminder { .. } => summary.reminders_sent += 1,
+        Notice::ExpiryNotice => summary.expiry_notices_sent += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ContactEmail;
+    use chrono::Duration;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn address(a: &str) -> Verification {
+        Verification::new(&ContactEmail::parse(a).unwrap())
+    }
+
+    #[test]
+    fn each_address_gets_the_notice_it_is_due_and_nothing_due_is_stale() {
+        let p = Policy::default();
+        let new = address("new@example.com");
+        let mut reminded = address("r@example.com");
+        reminded.install_key(Verification::prepare_key(t0(), &p));
+        reminded.sent(Notice::Verification, t0());
+        let mut done = address("v@example.com");
+        done.validate(t0());
+        let plan = plan(vec![new, reminded, done], t0() + Duration::days(8), &p);
+        let notices: Vec<Notice> = plan.sends.iter().map(|(_, n)| *n).collect();
+        assert_eq!(
+            notices,
+            vec![Notice::Verification, Notice::Reminder { day: 7 }]
+        );
+        assert_eq!(plan.stale.len(), 1);
+        let mut summary = SweepSummary::default();
+        plan.count(&mut summary);
+        assert_eq!((summary.initial_sent, summary.reminders_sent), (1, 1));
+    }
+
+    #[test]
+    fn an_address_waiting_out_its_retry_is_not_planned() {
+        let p = Policy::default();
+        let mut v = address("a@example.com");
+        v.send_failed(t0(), &p);
+        let plan = plan(vec![v], t0() + Duration::seconds(30), &p);
+        assert!(plan.sends.is_empty());
+    }
+}
