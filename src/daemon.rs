@@ -15,9 +15,13 @@ use crate::service::Verifier;
 use crate::sweep::StopSignal;
 use crate::{Error, Result};
 
-/// How long shutdown waits for the sweep in progress and open requests;
-/// systemd's stop timeout is set above it.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+/// How long shutdown waits for the sweep in progress and open requests.
+/// It covers a delivery's final-write retries during a database outage
+/// (`delivery::FINAL_WRITE_WINDOW`), so a stop never abandons the record of
+/// an email the relay accepted; systemd's stop timeout (90 s) is above it.
+/// With nothing in flight the daemon stops at once.
+const SHUTDOWN_GRACE: Duration =
+    Duration::from_secs(crate::delivery::FINAL_WRITE_WINDOW.as_secs() + 10);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(verifier: Verifier) -> Result<()> {
