@@ -1,6 +1,25 @@
 //! contact-verifier: registrant contact email verification for domain
-//! registrars (ICANN Whois accuracy). See README.md and the contract in
-//! CONTRACT.md for the behaviour this crate implements.
+//! registrars (ICANN Whois accuracy). The behaviour is documented for users
+//! in `docs/`; this map says where each rule lives, one hop from here.
+//!
+//! | rule | where |
+//! | --- | --- |
+//! | statuses, reminders (latest passed day, no burst), expiry, backoff, resend plans, imported state | [`domain::verification`] |
+//! | what an email change or a departing contact does to an address | [`domain::verification::AddressChange`], [`domain::Verification::on_address_left`] |
+//! | what is mailed: template, Lightsail `operationType`, stored reason | [`domain::Notice`] |
+//! | link tokens: nothing usable in the database, constant-time MAC check | [`domain::token`] |
+//! | operation flags settled by the registrant's status | [`domain::settle`] (run by [`sweep`]'s settle pass) |
+//! | one email: claim, render, send, record the outcome | [`delivery::Courier`] |
+//! | a sweep: expire, notify, settle passes; `--dry-run` counts the plans | [`sweep`] |
+//! | add, show, import, resend (daily limit), confirm, operations | [`service`], one file per concern |
+//! | the contract's JSON shapes | [`service::shapes`] |
+//! | persistence on SQLite and Postgres, one file per table, one write path for verifications | [`store`] |
+//! | CLI commands and exit codes | [`cli`], [`error`] |
+//! | HTTP API, confirmation pages, `/healthz` | [`api`] |
+//! | scheduled sweeps, signals, graceful shutdown, sd_notify | [`daemon`] |
+//! | configuration keys, defaults and validation | [`config`] |
+//! | JSON log lines with a stable `event` | [`telemetry`] |
+//! | SMTP transport and templates | [`mail`] |
 
 pub mod api;
 pub mod cli;

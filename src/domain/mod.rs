@@ -69,6 +69,19 @@ pub mod ts_serde {
     }
 }
 
+/// Fixed instants for the unit tests of the rules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, Utc};
+
+    /// 2026-01-01T00:00:00Z.
+    pub(crate) fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

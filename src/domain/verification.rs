@@ -429,11 +429,7 @@ impl Verification {
 mod tests {
     use super::*;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::domain::testing::t0;
 
     fn days(n: i64) -> Duration {
         Duration::days(n)
@@ -743,11 +739,7 @@ mod tests {
 mod membership_tests {
     use super::*;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::domain::testing::t0;
 
     fn fresh() -> Verification {
         Verification::new(&ContactEmail::parse("a@example.com").unwrap())

@@ -100,7 +100,7 @@ impl Verifier {
     }
 
     /// `contact import`: JSON Lines streamed from `reader`. Good lines are
-    /// written [`IMPORT_BATCH`] to a transaction; a batch the database refuses
+    /// written `IMPORT_BATCH` to a transaction; a batch the database refuses
     /// is replayed line by line, so every bad line is reported by number and
     /// reason and the good ones are imported all the same. The database going
     /// away stops the import with an error (committed batches stay).

@@ -109,12 +109,8 @@ impl Tx {
         let id = &input.external_id;
         let existing = self.contact_for_update(id).await?;
         let change = AddressChange::of(existing.as_ref().map(|c| &c.email_key), &input.email.key());
-        match &change {
-            AddressChange::Created => self.insert_contact(id, &input.email, now).await?,
-            AddressChange::Moved { .. } => self.set_contact_email(id, &input.email, now).await?,
-            AddressChange::Unchanged => {}
-        }
         if change.joins() {
+            self.write_contact(id, &input.email, now).await?;
             self.join_address(input, now, policy).await?;
             if let AddressChange::Moved { from } = &change {
                 self.leave_address(from, now, policy).await?;
@@ -217,7 +213,8 @@ impl Tx {
             .await?))
     }
 
-    async fn insert_contact(
+    /// Writes a contact's row: created with this address, or moved to it.
+    async fn write_contact(
         &mut self,
         id: &ExternalId,
         email: &ContactEmail,
@@ -225,25 +222,8 @@ impl Tx {
     ) -> Result<()> {
         on_tx!(self, conn, d => sqlx::query(
             "INSERT INTO contacts (external_id, email, email_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)")
-            .bind(id.as_str())
-            .bind(email.as_str())
-            .bind(email.key().as_str())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
-
-    async fn set_contact_email(
-        &mut self,
-        id: &ExternalId,
-        email: &ContactEmail,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        on_tx!(self, conn, d => sqlx::query(
-            "UPDATE contacts SET email = $2, email_key = $3, updated_at = $4 WHERE external_id = $1")
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (external_id) DO UPDATE \
+             SET email = excluded.email, email_key = excluded.email_key, updated_at = excluded.updated_at")
             .bind(id.as_str())
             .bind(email.as_str())
             .bind(email.key().as_str())

@@ -78,11 +78,7 @@ mod tests {
     use crate::domain::{ContactEmail, Notice, Status};
     use chrono::Duration;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::domain::testing::t0;
 
     fn pending(addr: &str, p: &Policy) -> Verification {
         let mut v = Verification::new(&ContactEmail::parse(addr).unwrap());

@@ -126,11 +126,7 @@ mod tests {
     use crate::domain::ContactEmail;
     use chrono::Duration;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::domain::testing::t0;
 
     fn address(a: &str) -> Verification {
         Verification::new(&ContactEmail::parse(a).unwrap())

@@ -64,11 +64,7 @@ mod tests {
     use super::*;
     use crate::domain::{ContactEmail, DomainName, OperationStatus, OperationType, StatusFlag};
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::domain::testing::t0;
 
     fn open(registrant: Option<Status>) -> OpenOperation {
         OpenOperation {
