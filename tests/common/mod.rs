@@ -92,8 +92,36 @@ impl TestDb {
 
 /// Declares a test that runs once on SQLite and once on Postgres:
 /// `both_backends!(name, |db: TestDb| async move { ... })`.
+///
+/// `both_backends!(name, ignore_postgres = "reason", |db: TestDb| ...)` marks
+/// the Postgres variant `#[ignore = "reason"]`, for a known disagreement
+/// between the backends that the test keeps pinned.
 #[macro_export]
 macro_rules! both_backends {
+    ($name:ident, ignore_postgres = $reason:literal, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::new($crate::common::Backend::Sqlite)
+                    .await
+                    .unwrap();
+                ($body)(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $reason]
+            async fn postgres() {
+                if let Some(db) =
+                    $crate::common::TestDb::new($crate::common::Backend::Postgres).await
+                {
+                    ($body)(db).await;
+                }
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
