@@ -52,6 +52,41 @@ pub enum Command {
     /// Domain operations waiting on their registrant.
     #[command(subcommand)]
     Operation(OperationCommand),
+    /// Evidence of validations, for ICANN audits.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// Hook events (suspensions, releases, validations, expiries).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Every evidence record with since <= ValidatedAt < until, as CSV.
+    Export {
+        /// RFC 3339, inclusive (default: the beginning).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// RFC 3339, exclusive (default: no end).
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Hook events, oldest first, with their delivery state.
+    List {
+        /// Only events not delivered yet.
+        #[arg(long)]
+        pending: bool,
+        /// Items per page (1-1000, default 100).
+        #[arg(long, value_name = "N")]
+        max_items: Option<i64>,
+        /// The NextPageMarker of the previous page.
+        #[arg(long, value_name = "M")]
+        marker: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -91,10 +126,33 @@ pub enum ContactCommand {
     Confirm { token: String },
     /// The contact's notification records, newest first.
     Notifications(SelectorArgs),
+    /// Manual verification: make the address Validated, recording who and why.
+    Verify {
+        #[command(flatten)]
+        who: SelectorArgs,
+        /// Why (1-500 characters), kept as evidence.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Who verified.
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
+    /// Send a Validated address back to verification (e.g. it bounces).
+    Reverify {
+        #[command(flatten)]
+        who: SelectorArgs,
+        /// Why (1-500 characters).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// The address's evidence records, newest first.
+    Evidence(SelectorArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
+    /// The domain's verification and suspension.
+    Show { name: String },
     /// GetContactReachabilityStatus.
     Reachability { name: String },
     /// ResendContactReachabilityEmail.
@@ -154,11 +212,11 @@ pub async fn execute(cli: Cli) -> Result<Option<Value>> {
     } else if let Command::Contact(ContactCommand::Confirm { .. }) = cli.command {
         verifier = verifier.with_secret()?;
     }
-    let is_run = matches!(cli.command, Command::Run);
     let result = dispatch(&verifier, cli.command).await;
     store.close().await;
-    // The daemon prints nothing on stdout: its output is its logs.
-    result.map(|v| (!is_run).then_some(v))
+    // The daemon prints nothing on stdout (its output is its logs), and an
+    // export has written its CSV already.
+    result.map(|v| (!v.is_null()).then_some(v))
 }
 
 fn needs_mail(command: &Command) -> bool {
@@ -190,7 +248,13 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             });
             let summary = v.sweep(dry_run, &StopSignal::new(rx)).await;
             signals.abort();
-            to_json(&summary?)
+            let summary = summary?;
+            // A one-shot sweep delivers the events pending before it exits
+            // (CONTRACT section 8); one that fails stays pending for later.
+            if !dry_run {
+                v.deliver_events().await?;
+            }
+            to_json(&summary)
         }
         Command::Contact(c) => match c {
             ContactCommand::Add {
@@ -217,7 +281,31 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                 let records = v.notifications(&sel.selector()?).await?;
                 Ok(json!({ "operations": records }))
             }
+            ContactCommand::Verify { who, reason, by } => to_json(
+                &v.verify_manually(&who.selector()?, &reason, by.as_deref())
+                    .await?,
+            ),
+            ContactCommand::Reverify { who, reason } => {
+                to_json(&v.reverify(&who.selector()?, &reason).await?)
+            }
+            ContactCommand::Evidence(sel) => {
+                let records = v.evidence(&sel.selector()?).await?;
+                Ok(json!({ "Evidence": records }))
+            }
         },
+        Command::Domain(DomainCommand::Show { name }) => to_json(&v.domain_details(&name).await?),
+        Command::Evidence(EvidenceCommand::Export { since, until }) => {
+            export_csv(v, since.as_deref(), until.as_deref()).await?;
+            Ok(Value::Null)
+        }
+        Command::Events(EventsCommand::List {
+            pending,
+            max_items,
+            marker,
+        }) => Ok(v
+            .events(pending, max_items, marker.as_deref())
+            .await?
+            .to_json()),
         Command::Domain(DomainCommand::Reachability { name }) => {
             to_json(&v.reachability(&name).await?)
         }
@@ -245,4 +333,20 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             }
         },
     }
+}
+
+/// Streams the evidence CSV to stdout, page by page.
+async fn export_csv(v: &Verifier, since: Option<&str>, until: Option<&str>) -> Result<()> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::stdout();
+    let mut pages = std::pin::pin!(v.evidence_csv(since, until)?);
+    while let Some(chunk) = pages.next().await {
+        out.write_all(&chunk?)
+            .await
+            .map_err(|e| Error::internal(format!("cannot write to stdout: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| Error::internal(format!("cannot write to stdout: {e}")))
 }

@@ -24,6 +24,54 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub templates: TemplateSettings,
+    pub suspension: SuspensionSettings,
+    pub hooks: HookSettings,
+}
+
+/// CONTRACT section 7: the deadline after which a waiting domain is suspended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuspensionSettings {
+    /// Days a domain may wait on its registrant; 0 turns suspension off.
+    pub after_days: u32,
+    /// A bounce naming a Validated address sends it back to verification.
+    pub reverify_on_bounce: bool,
+}
+
+impl Default for SuspensionSettings {
+    fn default() -> Self {
+        SuspensionSettings {
+            after_days: 15,
+            reverify_on_bounce: true,
+        }
+    }
+}
+
+/// CONTRACT section 8: where events are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HookSettings {
+    /// Run once per event (through `/bin/sh -c`), the event on stdin; exit 0
+    /// means delivered.
+    pub command: String,
+    /// POSTed each event; a 2xx answer means delivered.
+    pub url: String,
+    /// Signs webhook posts; required with `url`.
+    pub secret_file: String,
+    pub secret: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            command: String::new(),
+            url: String::new(),
+            secret_file: String::new(),
+            secret: String::new(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +202,9 @@ pub struct HttpSettings {
     pub api_token: String,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies), for the
+    /// client address recorded as evidence of a confirmation.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -164,6 +215,7 @@ impl Default for HttpSettings {
             api_token_file: String::new(),
             api_token: String::new(),
             max_body_bytes: 64 * 1024,
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -227,7 +279,8 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("verification.reminder_days")
-                .with_list_parse_key("verification.supported_tlds"),
+                .with_list_parse_key("verification.supported_tlds")
+                .with_list_parse_key("http.trusted_proxies"),
         );
         let cfg = builder
             .build()
@@ -262,6 +315,12 @@ impl Settings {
             &mut self.http.api_token,
             &self.http.api_token_file,
             Blank::NotSet,
+        )?;
+        resolve_secret(
+            "hooks.secret",
+            &mut self.hooks.secret,
+            &self.hooks.secret_file,
+            Blank::Refused,
         )?;
         Ok(())
     }
@@ -385,6 +444,32 @@ impl Settings {
         if self.http.max_body_bytes == 0 {
             return Err(Error::config("http.max_body_bytes must be at least 1"));
         }
+        for proxy in &self.http.trusted_proxies {
+            proxy.parse::<std::net::IpAddr>().map_err(|_| {
+                Error::config(format!(
+                    "http.trusted_proxies: {proxy:?} is not an IP address"
+                ))
+            })?;
+        }
+        let h = &self.hooks;
+        if !h.url.is_empty() {
+            let u = url::Url::parse(&h.url)
+                .map_err(|e| Error::config(format!("hooks.url {:?} is not a URL: {e}", h.url)))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(Error::config(format!(
+                    "hooks.url {:?} must be an http:// or https:// URL",
+                    h.url
+                )));
+            }
+            if h.secret.is_empty() {
+                return Err(Error::config(
+                    "hooks.secret_file (or hooks.secret) is required when hooks.url is set: it signs the posts",
+                ));
+            }
+        }
+        if h.timeout_secs == 0 {
+            return Err(Error::config("hooks.timeout_secs must be at least 1"));
+        }
         if !self.templates.dir.is_empty() && !Path::new(&self.templates.dir).is_dir() {
             return Err(Error::config(format!(
                 "templates.dir: {} is not a directory",
@@ -414,6 +499,9 @@ impl Settings {
             retry_initial: secs(self.smtp.retry_initial_secs),
             retry_max: secs(self.smtp.retry_max_secs),
             claim_lease: secs(self.schedule.claim_lease_secs),
+            suspend_after: (self.suspension.after_days > 0)
+                .then(|| days(self.suspension.after_days)),
+            hooks_configured: !self.hooks.command.is_empty() || !self.hooks.url.is_empty(),
         }
     }
 
@@ -425,6 +513,7 @@ impl Settings {
             &mut s.verification.secret,
             &mut s.smtp.password,
             &mut s.http.api_token,
+            &mut s.hooks.secret,
         ] {
             if !secret.is_empty() {
                 *secret = MASK.to_string();

@@ -59,6 +59,10 @@ pub async fn run(verifier: Verifier) -> Result<()> {
         StopSignal::new(stop_rx.clone()),
     ));
 
+    let hooks = verifier
+        .hooks()
+        .cloned()
+        .map(|h| tokio::spawn(h.run(StopSignal::new(stop_rx.clone()))));
     let server = listener.map(|listener| {
         let app = crate::api::router(verifier.clone());
         let mut stop = stop_rx.clone();
@@ -66,6 +70,8 @@ pub async fn run(verifier: Verifier) -> Result<()> {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
+            // The peer address is evidence of who confirmed a link.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -93,6 +99,9 @@ pub async fn run(verifier: Verifier) -> Result<()> {
         let _ = sweeper.await;
         if let Some(server) = server {
             let _ = server.await;
+        }
+        if let Some(hooks) = hooks {
+            let _ = hooks.await;
         }
     })
     .await;

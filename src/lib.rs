@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod hooks;
 pub mod mail;
 pub mod service;
 pub mod store;

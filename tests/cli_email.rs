@@ -38,6 +38,7 @@ both_backends!(
                 "expiry_notices_sent",
                 "failed",
                 "operations_updated",
+                "domains_suspended",
                 "duration_ms"
             ]
         );

@@ -610,7 +610,7 @@ both_backends!(
             &d,
             Method::POST,
             "/v1/contacts",
-            Some(json!({"ExternalId": "DNA-3", "ContactEmail": "c@example.com"})),
+            Some(json!({"ExternalId": "DNA-3", "ContactEmail": "c@example.com", "Domains": ["c.com"]})),
         )
         .await;
         assert_eq!(s, StatusCode::OK, "the API works again");
@@ -648,7 +648,7 @@ both_backends!(
             &d,
             Method::POST,
             "/v1/contacts",
-            Some(json!({"ExternalId": "DNA-2", "ContactEmail": "bob.secret@example.com"})),
+            Some(json!({"ExternalId": "DNA-2", "ContactEmail": "bob.secret@example.com", "Domains": ["b.com"]})),
         )
         .await;
         d.wait_event("operation_updated", 1, WAIT).await;

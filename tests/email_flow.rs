@@ -238,7 +238,7 @@ both_backends!(
         })
         .await;
         app.import(&format!(
-        "{{\"external_id\":\"DNA-1\",\"email\":\"a@example.com\",\"status\":\"Pending\",\"key_issued_at\":\"{}\",\"last_notification_at\":\"{}\"}}\n",
+        "{{\"external_id\":\"DNA-1\",\"email\":\"a@example.com\",\"domains\":[\"a.com\"],\"status\":\"Pending\",\"key_issued_at\":\"{}\",\"last_notification_at\":\"{}\"}}\n",
         (t0() - Duration::days(61)).to_rfc3339(),
         (t0() - Duration::days(5)).to_rfc3339()
     ))
@@ -628,14 +628,16 @@ both_backends!(
         let token = token_of(&app.sink.wait_for(1, WAIT).await[0]);
         app.clock.advance(Duration::minutes(5));
         app.v.confirm(&token).await.unwrap();
-        app.advance_days(1);
-        let s = app.sweep().await;
-        assert_eq!((s.operations_updated, s.expired), (2, 1), "{s:?}");
+        // The confirmation settles its registrant's operations at once.
         let done = app.v.operation(&pending.operation_id).await.unwrap();
         assert_eq!(done.status.as_str(), "SUCCESSFUL");
         assert_eq!(done.status_flag, None);
         assert_eq!(done.last_updated_date, app.clock.now());
         assert!(done.last_updated_date > pending.last_updated_date);
+        app.advance_days(1);
+        let s = app.sweep().await;
+        assert_eq!((s.operations_updated, s.expired), (1, 1), "{s:?}");
+        assert_eq!(app.v.operation(&pending.operation_id).await.unwrap(), done);
         let failed = app.v.operation(&doomed.operation_id).await.unwrap();
         assert_eq!(failed.status.as_str(), "FAILED");
         assert_eq!(failed.status_flag, None);

@@ -62,14 +62,17 @@ async fn open(db: &TestDb) -> Store {
     store
 }
 
-/// Creates or updates contact `id` with `addr` and no domains.
+/// Creates or updates contact `id` with `addr` and one domain of its own
+/// (`ID.example.com`, lowercased), as a registrant contact has.
 async fn add(store: &Store, id: &str, addr: &str, now: DateTime<Utc>) -> UpsertOutcome {
+    let domain =
+        DomainName::parse(&format!("{}.example.com", id.to_lowercase())).expect("valid domain");
     store
         .upsert_contact(
             &ContactUpsert {
                 external_id: ext(id),
                 email: email(addr),
-                domains: vec![],
+                domains: vec![domain],
                 import: None,
             },
             now,

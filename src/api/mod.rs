@@ -1,6 +1,7 @@
 //! The HTTP API of CONTRACT section 5: `/v1` JSON endpoints behind a bearer
 //! token, the confirmation pages under `/verify`, and `/healthz`.
 
+mod client;
 mod pages;
 mod v1;
 
@@ -25,14 +26,25 @@ pub struct AppState {
     pub verifier: Verifier,
     /// The bearer token for `/v1`; `None` refuses every `/v1` request.
     api_token: Option<Arc<[u8]>>,
+    /// Peers whose `X-Forwarded-For` is believed (`http.trusted_proxies`).
+    trusted_proxies: Arc<[std::net::IpAddr]>,
 }
 
 /// The whole HTTP application.
 pub fn router(verifier: Verifier) -> Router {
     let token = verifier.settings.http.api_token.clone();
     let limit = verifier.settings.http.max_body_bytes;
+    // Validated at configuration load: every entry is an IP address.
+    let trusted: Vec<std::net::IpAddr> = verifier
+        .settings
+        .http
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     let state = AppState {
         api_token: (!token.is_empty()).then(|| Arc::from(token.into_bytes())),
+        trusted_proxies: trusted.into(),
         verifier,
     };
     let v1 = v1::routes().route_layer(axum::middleware::from_fn_with_state(

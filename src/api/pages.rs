@@ -15,6 +15,7 @@ use axum::Router;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::client::Client;
 use super::AppState;
 use chrono::{DateTime, Utc};
 
@@ -184,8 +185,12 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
     )
 }
 
-async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    match s.verifier.confirm(&token).await {
+async fn confirm(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    Client(client): Client,
+) -> Response {
+    match s.verifier.confirm_from(&token, client).await {
         Ok(c) => {
             let email = escape(&mask_email(c.email.as_str()));
             if c.already_confirmed {

@@ -3,14 +3,19 @@
 
 mod contact_email;
 mod domain_name;
+pub mod event;
+pub mod evidence;
 mod external_id;
 pub mod notice;
 mod operation;
+pub mod suspension;
 pub mod token;
 pub mod verification;
 
 pub use contact_email::{ContactEmail, EmailKey};
 pub use domain_name::DomainName;
+pub use event::{Event, EventType};
+pub use evidence::{Evidence, Method, Proof};
 pub use external_id::ExternalId;
 pub use notice::Notice;
 pub use operation::{settle, OperationStatus, OperationType, StatusFlag};

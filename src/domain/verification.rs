@@ -65,6 +65,12 @@ pub struct Policy {
     pub retry_max: Duration,
     /// How long a claim keeps other sweeps off a row while its mail is sent.
     pub claim_lease: Duration,
+    /// How long a domain may wait on its registrant before it is suspended;
+    /// `None`: suspension is off.
+    pub suspend_after: Option<Duration>,
+    /// Whether a hook is configured: without one, events count as delivered
+    /// when written.
+    pub hooks_configured: bool,
 }
 
 impl Default for Policy {
@@ -76,6 +82,8 @@ impl Default for Policy {
             retry_initial: Duration::seconds(60),
             retry_max: Duration::seconds(3600),
             claim_lease: Duration::seconds(300),
+            suspend_after: Some(Duration::days(15)),
+            hooks_configured: false,
         }
     }
 }
@@ -176,6 +184,9 @@ pub struct Verification {
     pub claim_owner: Option<String>,
     pub claim_until: Option<DateTime<Utc>>,
     pub validated_at: Option<DateTime<Utc>>,
+    /// When the store last said work is due here (as read; writes compute
+    /// it afresh with [`Self::next_due_at`]).
+    pub due_at: Option<DateTime<Utc>>,
     /// Bumped by every write; a write succeeds only on the version it read.
     pub version: i64,
 }
@@ -195,6 +206,7 @@ impl Verification {
             claim_owner: None,
             claim_until: None,
             validated_at: None,
+            due_at: None,
             version: 0,
         }
     }
@@ -353,6 +365,51 @@ impl Verification {
         self.expiry_notice_owed = false;
         self.failures = 0;
         self.retry_at = None;
+    }
+
+    /// Starts a new verification (CONTRACT section 7): `contact reverify` of a
+    /// Validated address, or a registration, transfer or registrant change
+    /// on an Expired one. The address is `NotValidated` with no key (the
+    /// caller voids the old ones); the next sweep sends a fresh key.
+    pub fn restart(&mut self) {
+        self.status = Status::NotValidated;
+        self.key = None;
+        self.validated_at = None;
+        self.reminder_day_covered = 0;
+        self.expiry_notice_owed = false;
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    /// When this address is next due an email, after any retry wait (the
+    /// expiry itself sends nothing unless a notice is owed for it); `None`
+    /// when no email will be due.
+    pub fn next_notification_at(&self, now: DateTime<Utc>, p: &Policy) -> Option<DateTime<Utc>> {
+        let retry = |t: DateTime<Utc>| match self.retry_at {
+            Some(r) if r > t => r,
+            _ => t,
+        };
+        // Due "now" means since the stored due time, so the answer does not
+        // move with the clock.
+        let since = self.due_at.filter(|t| *t <= now).unwrap_or(now);
+        match self.status {
+            Status::Validated => None,
+            Status::NotValidated => Some(retry(since)),
+            Status::Pending => {
+                let key = self.key.as_ref()?;
+                p.reminder_days
+                    .iter()
+                    .copied()
+                    .filter(|d| *d > self.reminder_day_covered)
+                    .map(|d| key.issued_at + Duration::days(i64::from(d)))
+                    .filter(|t| *t < key.expires_at)
+                    .min()
+                    .map(retry)
+                    .filter(|t| *t < key.expires_at)
+                    .or_else(|| p.notify_on_expiry.then_some(key.expires_at))
+            }
+            Status::Expired => self.expiry_notice_owed.then(|| retry(since)),
+        }
     }
 
     /// CONTRACT section 2: the last contact left this address.
@@ -756,6 +813,54 @@ mod membership_tests {
         let moved = AddressChange::of(Some(&a), &b);
         assert_eq!(moved, AddressChange::Moved { from: a });
         assert!(moved.joins());
+    }
+
+    #[test]
+    fn a_restarted_verification_is_not_validated_without_a_key_and_due_now() {
+        let p = Policy::default();
+        let mut v = fresh();
+        v.install_key(Verification::prepare_key(t0(), &p));
+        v.sent(Notice::Verification, t0());
+        v.validate(t0());
+        v.restart();
+        assert_eq!(v.status, Status::NotValidated);
+        assert!(v.key.is_none() && v.validated_at.is_none());
+        assert_eq!(v.due(t0(), &p), Some(Due::Send(Notice::Verification)));
+    }
+
+    #[test]
+    fn the_next_notification_is_the_next_reminder_then_the_expiry_notice() {
+        let p = Policy::default();
+        let mut v = fresh();
+        assert_eq!(v.next_notification_at(t0(), &p), Some(t0()));
+        v.send_failed(t0(), &p);
+        assert_eq!(
+            v.next_notification_at(t0(), &p),
+            Some(t0() + Duration::seconds(60)),
+            "after the retry wait"
+        );
+        v.install_key(Verification::prepare_key(t0(), &p));
+        v.sent(Notice::Verification, t0());
+        assert_eq!(
+            v.next_notification_at(t0(), &p),
+            Some(t0() + Duration::days(3))
+        );
+        v.sent(Notice::Reminder { day: 55 }, t0() + Duration::days(55));
+        assert_eq!(
+            v.next_notification_at(t0() + Duration::days(55), &p),
+            Some(t0() + Duration::days(60)),
+            "the expiry notice"
+        );
+        let quiet = Policy {
+            notify_on_expiry: false,
+            ..Policy::default()
+        };
+        assert_eq!(
+            v.next_notification_at(t0() + Duration::days(55), &quiet),
+            None
+        );
+        v.validate(t0() + Duration::days(56));
+        assert_eq!(v.next_notification_at(t0() + Duration::days(56), &p), None);
     }
 
     #[test]

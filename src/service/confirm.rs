@@ -5,9 +5,17 @@
 use chrono::{DateTime, Utc};
 
 use super::{Confirmation, LinkCheck, Verifier, RACE_ATTEMPTS};
-use crate::domain::{format_timestamp, mask_email, Status, VerificationToken};
-use crate::store::{Change, VOID_EMAIL_CHANGED};
+use crate::domain::{format_timestamp, Proof, Status, VerificationToken};
+use crate::store::VOID_EMAIL_CHANGED;
 use crate::{Error, ErrorCode, Result};
+
+/// Who confirmed, as the confirmation page saw them (for the evidence).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The peer, or the client a trusted proxy forwarded for.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
 
 impl Verifier {
     /// Checks a link without changing anything (the GET page; mail scanners
@@ -60,28 +68,43 @@ impl Verifier {
             verification: v,
             contact,
             domains,
+            key: Some(key),
         })
     }
 
-    /// What the emailed link does: validates the address the token was
-    /// issued for, if the token is genuine, current and unexpired.
-    /// Confirming again is a success that changes nothing.
+    /// What the emailed link does (`contact confirm`, with no client).
     pub async fn confirm(&self, token: &str) -> Result<Confirmation> {
+        self.confirm_from(token, ClientInfo::default()).await
+    }
+
+    /// Validates the address the token was issued for, if the token is
+    /// genuine, current and unexpired; its domains are released and its
+    /// operations settled in the same transaction, with evidence of who
+    /// confirmed. Confirming again is a success that changes nothing.
+    pub async fn confirm_from(&self, token: &str, client: ClientInfo) -> Result<Confirmation> {
         for _ in 0..RACE_ATTEMPTS {
             let check = self.check_link(token).await?;
             let mut v = check.verification;
             if !check.already_confirmed {
                 let now = self.now();
+                let Some(key) = check.key.clone() else {
+                    return Err(Error::internal("a confirmable link has a key"));
+                };
                 v.validate(now);
-                if !self
+                let proof = Proof::Link {
+                    key_id: key.key_id,
+                    key_issued_at: key.issued_at,
+                    client_ip: client.ip.clone(),
+                    user_agent: client.user_agent.clone(),
+                };
+                let Some(done) = self
                     .store
-                    .commit(&mut v, &Change::default(), now, &self.policy)
+                    .validate(&mut v, proof, now, &self.policy)
                     .await?
-                {
+                else {
                     continue;
-                }
-                tracing::info!(event = "contact_validated", email = %mask_email(v.email.as_str()),
-                    external_id = %check.contact.external_id, "registrant confirmed the email address");
+                };
+                self.log_validated(&v, &done);
             }
             return Ok(Confirmation {
                 details: self.details(&check.contact).await?,

@@ -44,10 +44,25 @@ impl Verifier {
             .verification(&contact.email_key)
             .await?
             .ok_or_else(|| Error::internal("contact has no verification record"))?;
-        let domains = self.store.contact_domains(&contact.external_id).await?;
+        let domains = self
+            .store
+            .contact_domain_records(&contact.external_id)
+            .await?;
         let expiration_date = match v.status {
             Status::Pending | Status::Expired => v.key.as_ref().map(|k| k.expires_at),
             Status::NotValidated | Status::Validated => None,
+        };
+        // An address none of whose contacts has a domain is dormant: no
+        // sweep mails it (CONTRACT section 7).
+        let dormant = self
+            .store
+            .address_domains(&contact.email_key)
+            .await?
+            .is_empty();
+        let next_notification_date = if dormant {
+            None
+        } else {
+            v.next_notification_at(self.now(), &self.policy)
         };
         Ok(ContactDetails {
             external_id: contact.external_id.clone(),
@@ -55,7 +70,21 @@ impl Verifier {
             verification_status: v.status,
             expiration_date,
             last_notification_date: v.last_notification_at,
-            domains,
+            validated_at: v.validated_at.filter(|_| v.status == Status::Validated),
+            next_notification_date,
+            suspension_date: domains
+                .iter()
+                .filter(|d| d.waiting_since.is_some())
+                .filter_map(|d| d.suspension_date)
+                .min(),
+            suspended_domains: domains
+                .iter()
+                .filter(|d| d.suspended)
+                .map(|d| d.name.clone())
+                .collect(),
+            domains: domains.into_iter().map(|d| d.name).collect(),
+            bounce: None,
+            language: None,
         })
     }
 

@@ -21,6 +21,8 @@ struct ImportLine {
     status: Option<String>,
     key_issued_at: Option<String>,
     last_notification_at: Option<String>,
+    /// The ICANN deadline of the line's domains (CONTRACT section 7).
+    suspension_date: Option<String>,
 }
 
 /// Lines written per transaction by an import.
@@ -78,6 +80,14 @@ impl Verifier {
             .as_deref()
             .map(|s| parse_timestamp("last_notification_at", s))
             .transpose()?;
+        // With suspension off no domain gets a deadline, so the line's is
+        // ignored (after it was checked to be a timestamp).
+        let suspension_date = line
+            .suspension_date
+            .as_deref()
+            .map(|s| parse_timestamp("suspension_date", s))
+            .transpose()?
+            .filter(|_| self.policy.suspend_after.is_some());
         if key_issued_at.is_some_and(|t| t > self.now()) {
             return Err(Error::invalid("key_issued_at is in the future"));
         }
@@ -95,6 +105,7 @@ impl Verifier {
                 status,
                 key_issued_at,
                 last_notification_at,
+                suspension_date,
             }),
         })
     }

@@ -7,9 +7,11 @@
 //! `operations.rs` (reachability and domain operations). Mail leaves through
 //! the [`Courier`]; sweeps run in [`Sweeper`].
 
+mod compliance;
 mod confirm;
 mod contacts;
 mod import;
+mod markers;
 mod operations;
 mod resend;
 pub mod shapes;
@@ -22,10 +24,14 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::delivery::Courier;
 use crate::domain::{ContactEmail, DomainName, ExternalId, Policy, TokenSecret};
+use crate::hooks::{Hooks, Round};
 use crate::mail::Mailer;
 use crate::store::{ContactRecord, Store};
 use crate::sweep::{StopSignal, SweepSummary, Sweeper};
 use crate::{Error, ErrorCode, Result};
+pub use compliance::EventsPage;
+pub use confirm::ClientInfo;
+use markers::Markers;
 pub use shapes::*;
 
 /// How a caller names a contact: by handle or by address.
@@ -58,12 +64,15 @@ pub struct Verifier {
     pub clock: Clock,
     courier: Option<Courier>,
     secret: Option<TokenSecret>,
+    markers: Markers,
+    hooks: Option<Hooks>,
 }
 
 impl Verifier {
     /// A verifier that can read and write the store but not send or confirm.
     pub fn new(store: Store, settings: Arc<Settings>, clock: Clock) -> Self {
         let policy = settings.policy();
+        let markers = Markers::new(&settings.verification.secret);
         Verifier {
             store,
             settings,
@@ -71,6 +80,8 @@ impl Verifier {
             clock,
             courier: None,
             secret: None,
+            markers,
+            hooks: None,
         }
     }
 
@@ -90,7 +101,22 @@ impl Verifier {
             &self.settings.verification.link_base_url,
         ));
         self.secret = Some(secret);
+        self.hooks = Hooks::new(&self.settings.hooks, self.store.clone(), self.clock.clone())?;
         Ok(self)
+    }
+
+    /// The configured hook, for the daemon's delivery loop.
+    pub fn hooks(&self) -> Option<&Hooks> {
+        self.hooks.as_ref()
+    }
+
+    /// Delivers the events pending now, in order (a one-shot sweep does this
+    /// before it exits); nothing when no hook is configured.
+    pub async fn deliver_events(&self) -> Result<Round> {
+        match &self.hooks {
+            Some(h) => h.deliver_pending().await,
+            None => Ok(Round::default()),
+        }
     }
 
     /// Adds only the link secret (confirming needs no SMTP).

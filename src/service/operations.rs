@@ -1,9 +1,11 @@
-//! Domains and their operations: GetContactReachabilityStatus, recording an
-//! operation that waits on the registrant, GetOperationDetail and lists.
+//! Domains and their operations: GetContactReachabilityStatus, `domain
+//! show`, recording an operation that waits on the registrant (with what it
+//! does to a registrant, CONTRACT section 7), GetOperationDetail and lists.
 
-use super::{Reachability, Verifier};
-use crate::domain::{OperationStatus, OperationType, Status, StatusFlag};
-use crate::store::OperationRecord;
+use super::{DomainDetails, Reachability, Verifier};
+use crate::domain::suspension::{days_to_suspend, restarts_verification, suspends_at_once};
+use crate::domain::{mask_email, DomainName, OperationStatus, OperationType, Status, StatusFlag};
+use crate::store::{OperationEffect, OperationRecord};
 use crate::{Error, Result};
 
 /// Most operations one list returns, newest first.
@@ -21,25 +23,67 @@ impl Verifier {
         })
     }
 
+    /// `domain show`: the domain's verification and suspension.
+    pub async fn domain_details(&self, name: &str) -> Result<DomainDetails> {
+        let name = self.parse_domain(name)?;
+        let domain = self
+            .store
+            .domain(&name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no contact is registrant of {name}")))?;
+        let contact = self.registrant(&name).await?;
+        let v = self
+            .store
+            .verification(&contact.email_key)
+            .await?
+            .ok_or_else(|| Error::internal("contact has no verification record"))?;
+        let waiting = domain.waiting_since.is_some();
+        let now = self.now();
+        Ok(DomainDetails {
+            domain_name: domain.name,
+            registrant_external_id: contact.external_id,
+            contact_email: contact.email,
+            reachability_status: v.status.reachability(),
+            suspension_date: domain.suspension_date.filter(|_| waiting),
+            days_to_suspend: domain
+                .suspension_date
+                .filter(|_| waiting)
+                .map(|d| days_to_suspend(now, d)),
+            suspended: domain.suspended,
+            suspended_at: domain.suspended_at,
+        })
+    }
+
     /// Records an operation that waits on the domain's registrant. It starts
     /// `SUBMITTED`; with no flag given and a registrant not yet validated it
     /// carries `PENDING_CUSTOMER_ACTION` at once, as the sweep would set it.
+    /// A registration, transfer or registrant change on an Expired registrant
+    /// starts a new verification; a restored name whose registrant is not
+    /// Validated is suspended at once.
     pub async fn add_operation(
         &self,
         domain: &str,
         op_type: &str,
         flag: Option<&str>,
     ) -> Result<OperationRecord> {
-        let domain = crate::domain::DomainName::parse(domain)?;
+        let domain = DomainName::parse(domain)?;
         let op_type = OperationType::parse(op_type)?;
         let flag = flag.map(StatusFlag::parse).transpose()?;
         self.check_tld(&domain)?;
         let contact = self.registrant(&domain).await?;
-        let status = self
-            .store
-            .verification(&contact.email_key)
-            .await?
-            .map(|v| v.status);
+        let mut registrant = self.store.verification(&contact.email_key).await?;
+        let status = registrant.as_ref().map(|v| v.status);
+        let effect = match status {
+            Some(Status::Expired) if restarts_verification(op_type) => OperationEffect::Restarted,
+            Some(s)
+                if s != Status::Validated
+                    && suspends_at_once(op_type)
+                    && self.policy.suspend_after.is_some() =>
+            {
+                OperationEffect::Suspended
+            }
+            _ => OperationEffect::None,
+        };
         let flag = match (flag, status) {
             (Some(f), _) => Some(f),
             (None, Some(Status::Validated)) => None,
@@ -56,7 +100,23 @@ impl Verifier {
             last_updated_date: now,
             status_flag: flag,
         };
-        self.store.insert_operation(&op).await?;
+        let done = self
+            .store
+            .add_operation(&op, registrant.as_mut(), effect, now, &self.policy)
+            .await?;
+        let email = mask_email(contact.email.as_str());
+        match done {
+            OperationEffect::Restarted => {
+                tracing::info!(event = "contact_reverify", email = %email,
+                operation_id = %op.operation_id, reason = %format!("{op_type} on an expired registrant"),
+                "a new verification of the registrant's email address was started")
+            }
+            OperationEffect::Suspended => {
+                tracing::info!(event = "domain_suspended", email = %email,
+                domain = %op.domain_name, "restored name suspended: the registrant's email address is not verified")
+            }
+            OperationEffect::None => {}
+        }
         Ok(op)
     }
 
@@ -76,7 +136,7 @@ impl Verifier {
         domain: Option<&str>,
         flag: Option<&str>,
     ) -> Result<Vec<OperationRecord>> {
-        let domain = domain.map(crate::domain::DomainName::parse).transpose()?;
+        let domain = domain.map(DomainName::parse).transpose()?;
         let flag = flag.map(StatusFlag::parse).transpose()?;
         self.store
             .operations(domain.as_ref(), flag, MAX_LISTED_OPERATIONS)

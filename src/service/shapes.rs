@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{ts_serde, ContactEmail, DomainName, ExternalId, Status, Verification};
-use crate::store::{ContactRecord, NotificationRecord};
+use crate::store::{ContactRecord, KeyRecord, NotificationRecord};
 
 /// The reseller ContactApi's GetDetails object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +19,37 @@ pub struct ContactDetails {
     #[serde(serialize_with = "ts_serde::option")]
     pub last_notification_date: Option<DateTime<Utc>>,
     pub domains: Vec<DomainName>,
+    /// When the address became Validated (null unless it is).
+    #[serde(serialize_with = "ts_serde::option")]
+    pub validated_at: Option<DateTime<Utc>>,
+    /// When the address is next due an email, after any retry wait.
+    #[serde(serialize_with = "ts_serde::option")]
+    pub next_notification_date: Option<DateTime<Utc>>,
+    /// The earliest deadline among the contact's waiting domains.
+    #[serde(serialize_with = "ts_serde::option")]
+    pub suspension_date: Option<DateTime<Utc>>,
+    pub suspended_domains: Vec<DomainName>,
+    /// The address's last hard bounce (`{"Code","Detail","At"}`), or null.
+    pub bounce: Option<serde_json::Value>,
+    /// The contact's language tag, or null.
+    pub language: Option<String>,
+}
+
+/// `domain show`: a domain's verification and suspension (CONTRACT section 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DomainDetails {
+    pub domain_name: DomainName,
+    pub registrant_external_id: ExternalId,
+    pub contact_email: ContactEmail,
+    pub reachability_status: &'static str,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub suspension_date: Option<DateTime<Utc>>,
+    /// Whole days left, rounded up; 0 once past; null when not waiting.
+    pub days_to_suspend: Option<i64>,
+    pub suspended: bool,
+    #[serde(serialize_with = "ts_serde::option")]
+    pub suspended_at: Option<DateTime<Utc>>,
 }
 
 /// GetContactReachabilityStatus.
@@ -84,6 +115,8 @@ pub struct LinkCheck {
     /// Every domain of every contact using the address.
     pub domains: Vec<DomainName>,
     pub already_confirmed: bool,
+    /// The key the link names.
+    pub key: Option<KeyRecord>,
 }
 
 /// A confirmation's result, for the CLI and the result page.

@@ -9,9 +9,10 @@ use super::{
     on_tx, with_pool, ContactUpsert, Store, Tx, UpsertOutcome, VerificationWrite,
     VOID_EMAIL_CHANGED,
 };
+use crate::domain::suspension::deadline;
 use crate::domain::{
-    AddressChange, AddressLeft, ContactEmail, DomainName, EmailKey, ExternalId, Policy,
-    Verification,
+    AddressChange, AddressLeft, ContactEmail, DomainName, EmailKey, Event, EventType, ExternalId,
+    Policy, Proof, Status, Verification,
 };
 use crate::{Error, Result};
 
@@ -99,7 +100,9 @@ impl Store {
 }
 
 impl Tx {
-    /// Creates or updates one contact inside this transaction.
+    /// Creates or updates one contact inside this transaction: its row, its
+    /// domains, the verification of its (new) address, the address it left,
+    /// and whether its domains wait on it.
     pub(crate) async fn upsert_contact(
         &mut self,
         input: &ContactUpsert,
@@ -111,14 +114,17 @@ impl Tx {
         let change = AddressChange::of(existing.as_ref().map(|c| &c.email_key), &input.email.key());
         if change.joins() {
             self.write_contact(id, &input.email, now).await?;
+        }
+        for domain in &input.domains {
+            self.assign_domain(domain, id, now).await?;
+        }
+        if change.joins() {
             self.join_address(input, now, policy).await?;
             if let AddressChange::Moved { from } = &change {
                 self.leave_address(from, now, policy).await?;
             }
         }
-        for domain in &input.domains {
-            self.assign_domain(domain, id, now).await?;
-        }
+        self.reconcile_waiting(input, now, policy).await?;
         let contact = self
             .contact_for_update(id)
             .await?
@@ -167,6 +173,47 @@ impl Tx {
         }
         if let Some(k) = &v.key {
             self.insert_key(&v.email_key, k).await?;
+        }
+        if v.status == Status::Validated {
+            self.on_validated(&v, Proof::Import, now, policy).await?;
+        }
+        Ok(())
+    }
+
+    /// CONTRACT section 7: the contact's domains wait while its address is
+    /// not Validated (a domain already waiting keeps its deadline), and stop
+    /// waiting, released from any suspension, when it is.
+    async fn reconcile_waiting(
+        &mut self,
+        input: &ContactUpsert,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        let key = input.email.key();
+        let v = self
+            .verification_for_update(&key)
+            .await?
+            .ok_or_else(|| Error::internal("the contact's address has no verification"))?;
+        if v.status == Status::Validated {
+            let released = self.stop_waiting_for_contact(&input.external_id).await?;
+            if !released.is_empty() {
+                let ids = self.address_contacts(&key).await?;
+                let event = Event::new(
+                    EventType::DomainUnsuspended,
+                    now,
+                    &v.email,
+                    ids,
+                    released,
+                    "the domain's registrant's email address is verified",
+                );
+                self.insert_event(&event, !policy.hooks_configured, now)
+                    .await?;
+            }
+        } else {
+            let imported = input.import.as_ref().and_then(|i| i.suspension_date);
+            let due = deadline(now, policy.suspend_after, imported);
+            self.start_waiting_for_contact(&input.external_id, now, due)
+                .await?;
         }
         Ok(())
     }

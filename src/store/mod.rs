@@ -2,7 +2,9 @@
 //! notification records, on SQLite (the embedded default) or Postgres.
 //!
 //! One file per table: `contacts.rs` (contacts and their domains),
-//! `verifications.rs`, `keys.rs`, `notifications.rs`, `operations.rs`. The
+//! `domains.rs` (deadlines and suspension), `verifications.rs`, `keys.rs`,
+//! `notifications.rs`, `operations.rs`, `evidence.rs`, `events.rs`; the
+//! compliance rules' multi-table transactions are in `compliance.rs`. The
 //! store decides nothing: the rules (what an email change or a departing
 //! contact does to an address) are the domain's (`domain::verification`);
 //! the store sequences their statements in one transaction.
@@ -15,7 +17,11 @@
 //! written only by `Tx::write_verification`, a compare-and-set on their
 //! version.
 
+mod compliance;
 mod contacts;
+mod domains;
+mod events;
+mod evidence;
 mod keys;
 mod notifications;
 mod operations;
@@ -31,6 +37,8 @@ use crate::config::DatabaseSettings;
 use crate::domain::verification::{Key, Status};
 use crate::domain::{ContactEmail, DomainName, EmailKey, ExternalId, KeyId};
 use crate::{Error, Result};
+pub use compliance::{OperationEffect, Validated, VOID_RESTARTED};
+pub use events::NextEvent;
 pub use records::*;
 pub use verifications::VerificationWrite;
 
@@ -152,6 +160,8 @@ pub struct ImportedState {
     pub status: Status,
     pub key_issued_at: Option<DateTime<Utc>>,
     pub last_notification_at: Option<DateTime<Utc>>,
+    /// The deadline of the line's domains, from the registrar's previous system.
+    pub suspension_date: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]

@@ -2,27 +2,85 @@
 //! domain's registrant, and the join the sweep settles them by.
 
 use super::records::{OpenOperationRow, OperationRecord, OperationRow, OPERATION_COLUMNS};
-use super::{with_pool, OpenOperation, Store};
+use super::{on_tx, with_pool, OpenOperation, Store, Tx};
 use crate::domain::{DomainName, EmailKey, Status, StatusFlag};
 use crate::Result;
 
+/// Writes `$new` over `$old` only if the row still holds `$old`'s status
+/// and flag; evaluates to the rows changed. `$exec` is a pool or connection.
+macro_rules! update_operation {
+    ($exec:expr, $old:expr, $new:expr) => {{
+        let (old, new): (&OperationRecord, &OperationRecord) = ($old, $new);
+        sqlx::query(
+            "UPDATE operations SET status = $2, status_flag = $3, message = $4, last_updated_at = $5 \
+             WHERE id = $1 AND status = $6 AND status_flag IS NOT DISTINCT FROM $7",
+        )
+        .bind(&new.operation_id)
+        .bind(new.status.as_str())
+        .bind(new.status_flag.map(StatusFlag::as_str))
+        .bind(&new.message)
+        .bind(new.last_updated_date)
+        .bind(old.status.as_str())
+        .bind(old.status_flag.map(StatusFlag::as_str))
+        .execute($exec)
+        .await?
+        .rows_affected()
+    }};
+}
+
+impl Tx {
+    pub(crate) async fn insert_operation(&mut self, op: &OperationRecord) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query(&format!(
+            "INSERT INTO operations ({OPERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(&op.operation_id)
+            .bind(op.domain_name.as_str())
+            .bind(op.op_type.as_str())
+            .bind(op.status.as_str())
+            .bind(op.status_flag.map(StatusFlag::as_str))
+            .bind(&op.message)
+            .bind(op.submitted_date)
+            .bind(op.last_updated_date)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Open operations (with no flag, or ours) of an address's domains,
+    /// locked for settling.
+    pub(crate) async fn open_operations_of_address(
+        &mut self,
+        email_key: &EmailKey,
+    ) -> Result<Vec<OperationRecord>> {
+        let rows: Vec<OperationRow> = on_tx!(self, conn, d => sqlx::query_as(&format!(
+            "SELECT {OPERATION_COLUMNS} FROM operations \
+             WHERE status IN ('SUBMITTED', 'IN_PROGRESS') \
+               AND (status_flag IS NULL OR status_flag = 'PENDING_CUSTOMER_ACTION') \
+               AND domain_name IN (SELECT d.name FROM domains d JOIN contacts c \
+                   ON c.external_id = d.contact_external_id WHERE c.email_key = $1) \
+             ORDER BY submitted_at{}", d::FOR_UPDATE))
+            .bind(email_key.as_str())
+            .fetch_all(&mut *conn)
+            .await?);
+        rows.into_iter().map(OperationRow::into_domain).collect()
+    }
+
+    pub(crate) async fn update_operation(
+        &mut self,
+        old: &OperationRecord,
+        new: &OperationRecord,
+    ) -> Result<bool> {
+        Ok(on_tx!(self, conn, d => update_operation!(&mut *conn, old, new)) == 1)
+    }
+}
+
 impl Store {
+    /// Records an operation on its own (see [`Store::add_operation`] for
+    /// one that changes its registrant).
     pub async fn insert_operation(&self, op: &OperationRecord) -> Result<()> {
-        with_pool!(self, pool, d => {
-            sqlx::query(&format!("INSERT INTO operations ({OPERATION_COLUMNS}) \
-                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-                .bind(&op.operation_id)
-                .bind(op.domain_name.as_str())
-                .bind(op.op_type.as_str())
-                .bind(op.status.as_str())
-                .bind(op.status_flag.map(StatusFlag::as_str))
-                .bind(&op.message)
-                .bind(op.submitted_date)
-                .bind(op.last_updated_date)
-                .execute(pool)
-                .await?;
-            Ok(())
-        })
+        let mut tx = self.begin().await?;
+        tx.insert_operation(op).await?;
+        tx.commit().await
     }
 
     pub async fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
@@ -93,18 +151,6 @@ impl Store {
         old: &OperationRecord,
         new: &OperationRecord,
     ) -> Result<bool> {
-        with_pool!(self, pool, d => Ok(sqlx::query(
-            "UPDATE operations SET status = $2, status_flag = $3, message = $4, last_updated_at = $5 \
-             WHERE id = $1 AND status = $6 AND status_flag IS NOT DISTINCT FROM $7")
-            .bind(&new.operation_id)
-            .bind(new.status.as_str())
-            .bind(new.status_flag.map(StatusFlag::as_str))
-            .bind(&new.message)
-            .bind(new.last_updated_date)
-            .bind(old.status.as_str())
-            .bind(old.status_flag.map(StatusFlag::as_str))
-            .execute(pool)
-            .await?
-            .rows_affected() == 1))
+        Ok(with_pool!(self, pool, d => update_operation!(pool, old, new)) == 1)
     }
 }

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::domain::verification::{Key, Status, Verification};
 use crate::domain::{
-    ts_serde, ContactEmail, DomainName, EmailKey, ExternalId, KeyId, Notice, OperationStatus,
-    OperationType, StatusFlag,
+    ts_serde, ContactEmail, DomainName, EmailKey, Evidence, ExternalId, KeyId, Method, Notice,
+    OperationStatus, OperationType, StatusFlag,
 };
 use crate::Result;
 
@@ -43,12 +43,13 @@ pub(crate) struct VerificationRow {
     claim_owner: Option<String>,
     claim_until: Option<DateTime<Utc>>,
     validated_at: Option<DateTime<Utc>>,
+    due_at: Option<DateTime<Utc>>,
     version: i64,
 }
 
 pub(crate) const VERIFICATION_COLUMNS: &str = "email_key, email, status, key_id, key_issued_at, \
      key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, failures, \
-     retry_at, claim_owner, claim_until, validated_at, version";
+     retry_at, claim_owner, claim_until, validated_at, due_at, version";
 
 impl VerificationRow {
     pub(crate) fn into_domain(self) -> Result<Verification> {
@@ -73,6 +74,7 @@ impl VerificationRow {
             claim_owner: self.claim_owner,
             claim_until: self.claim_until,
             validated_at: self.validated_at,
+            due_at: self.due_at,
             version: self.version,
         })
     }
@@ -294,4 +296,108 @@ pub(crate) struct OpenOperationRow {
     pub(crate) op: OperationRow,
     pub(crate) registrant_status: Option<String>,
     pub(crate) registrant_email_key: Option<String>,
+}
+
+/// A domain and where it stands on the suspension deadline.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DomainRecord {
+    #[sqlx(try_from = "String")]
+    pub name: DomainName,
+    #[sqlx(try_from = "String", rename = "contact_external_id")]
+    pub registrant: ExternalId,
+    /// Since when it waits on an unvalidated registrant (`None`: it does not).
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// When it is suspended if it still waits (`None`: not waiting, or
+    /// suspension is off).
+    pub suspension_date: Option<DateTime<Utc>>,
+    pub suspended: bool,
+    pub suspended_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const DOMAIN_COLUMNS: &str =
+    "name, contact_external_id, waiting_since, suspension_date, suspended, suspended_at";
+
+/// An evidence row as stored; [`Evidence`] is its domain form.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EvidenceRow {
+    id: String,
+    #[sqlx(try_from = "String")]
+    contact_email: ContactEmail,
+    external_ids: String,
+    domains: String,
+    validated_at: DateTime<Utc>,
+    method: String,
+    key_id: Option<String>,
+    key_issued_at: Option<DateTime<Utc>>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    reason: Option<String>,
+    by_name: Option<String>,
+}
+
+pub(crate) const EVIDENCE_COLUMNS: &str =
+    "id, contact_email, external_ids, domains, validated_at, \
+     method, key_id, key_issued_at, client_ip, user_agent, reason, by_name";
+
+impl EvidenceRow {
+    pub(crate) fn into_domain(self) -> Result<Evidence> {
+        let ids: Vec<String> = serde_json::from_str(&self.external_ids)
+            .map_err(|e| crate::Error::internal(format!("stored evidence ids: {e}")))?;
+        let names: Vec<String> = serde_json::from_str(&self.domains)
+            .map_err(|e| crate::Error::internal(format!("stored evidence domains: {e}")))?;
+        Ok(Evidence {
+            id: self.id,
+            contact_email: self.contact_email,
+            external_ids: ids
+                .into_iter()
+                .map(ExternalId::try_from)
+                .collect::<Result<_>>()?,
+            domains: names
+                .into_iter()
+                .map(DomainName::try_from)
+                .collect::<Result<_>>()?,
+            validated_at: self.validated_at,
+            method: Method::parse(&self.method)?,
+            key_id: self.key_id.map(KeyId::try_from).transpose()?,
+            key_issued_at: self.key_issued_at,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+            reason: self.reason,
+            by: self.by_name,
+        })
+    }
+}
+
+/// A hook event with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventRecord {
+    /// The delivery order.
+    pub seq: i64,
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// The event's JSON, exactly as delivered.
+    pub payload: String,
+    pub delivered: bool,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, id, type, payload, delivered, delivered_at, attempts, last_error, next_attempt_at";
+
+impl EventRecord {
+    /// `events list`'s item: the event plus `Delivered`, `Attempts`, `LastError`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null);
+        if let Some(map) = v.as_object_mut() {
+            map.insert("Delivered".into(), self.delivered.into());
+            map.insert("Attempts".into(), self.attempts.into());
+            map.insert("LastError".into(), self.last_error.clone().into());
+        }
+        v
+    }
 }

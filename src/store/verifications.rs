@@ -111,7 +111,8 @@ impl Store {
     }
 
     /// Verifications with work due at `now` that no live claim holds and that
-    /// some contact still uses, in `(due_at, email_key)` order after `after`.
+    /// some contact with a domain uses (an address without domains is dormant:
+    /// CONTRACT section 7), in `(due_at, email_key)` order after `after`.
     pub async fn due_verifications(
         &self,
         now: DateTime<Utc>,
@@ -128,7 +129,8 @@ impl Store {
                  WHERE v.due_at IS NOT NULL AND v.due_at <= $1 \
                    AND (v.due_at > $2 OR (v.due_at = $2 AND v.email_key > $3)) \
                    AND (v.claim_until IS NULL OR v.claim_until <= $1) \
-                   AND EXISTS (SELECT 1 FROM contacts c WHERE c.email_key = v.email_key) \
+                   AND EXISTS (SELECT 1 FROM contacts c JOIN domains dm \
+                       ON dm.contact_external_id = c.external_id WHERE c.email_key = v.email_key) \
                  ORDER BY v.due_at, v.email_key LIMIT $4"))
                 .bind(now)
                 .bind(after_due)

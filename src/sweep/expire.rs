@@ -1,11 +1,12 @@
 //! The expire pass: a `Pending` key past its validity makes the address
 //! `Expired` (and, unless `verification.notify_on_expiry` is off, owes one
-//! expiry notice, which the notify pass sends in the same sweep).
+//! expiry notice, which the notify pass sends in the same sweep), with its
+//! `contact_expired` event in the same transaction.
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{mask_email, Due, Policy, Verification};
-use crate::store::{Change, Store};
+use crate::store::Store;
 use crate::{ErrorCode, Result};
 
 /// A page split into what expires now and everything else.
@@ -55,7 +56,7 @@ pub(super) async fn execute(
 ) -> Result<Expired> {
     let mut done = Expired::default();
     for mut v in plan.applied(p) {
-        match store.commit(&mut v, &Change::default(), now, p).await {
+        match store.expire(&mut v, now, p).await {
             Ok(true) => {
                 tracing::info!(event = "contact_expired", email = %mask_email(v.email.as_str()),
                     "verification key expired unconfirmed");

@@ -1,13 +1,14 @@
 //! One sweep: read the addresses with work due, page by page, and run the
 //! passes over them: `expire` (keys past their validity), `notify` (initial
 //! emails, reminders and expiry notices, each under a database claim, so
-//! concurrent sweeps never mail twice), then `settle` (the domain operations
-//! that wait on registrants). Each pass plans first, from data alone; a real
+//! concurrent sweeps never mail twice); then `suspend` (domains past their
+//! deadline) and `settle` (the domain operations that wait on registrants). Each pass plans first, from data alone; a real
 //! sweep executes the plan, a dry run only counts it.
 
 mod expire;
 mod notify;
 mod settle;
+mod suspend;
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -34,6 +35,7 @@ pub struct SweepSummary {
     pub expiry_notices_sent: u64,
     pub failed: u64,
     pub operations_updated: u64,
+    pub domains_suspended: u64,
     pub duration_ms: u64,
 }
 
@@ -164,6 +166,13 @@ impl Sweeper {
                 }
             }
         }
+        if !stop.is_stopped() && self.policy.suspend_after.is_some() {
+            let plan = suspend::plan(&self.store, now).await?;
+            summary.domains_suspended = match courier {
+                None => suspend::count(&plan),
+                Some(_) => suspend::execute(&self.store, plan, now, &self.policy).await?,
+            };
+        }
         if !stop.is_stopped() {
             let open = self.store.open_operations().await?;
             let plan = settle::plan(open, &expired_in_dry_run, self.clock.now());
@@ -182,6 +191,7 @@ impl Sweeper {
             expiry_notices_sent = summary.expiry_notices_sent,
             failed = summary.failed,
             operations_updated = summary.operations_updated,
+            domains_suspended = summary.domains_suspended,
             duration_ms = summary.duration_ms,
             "sweep finished"
         );
