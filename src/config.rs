@@ -13,6 +13,8 @@ use crate::{Error, Result};
 /// Environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "CONTACT_VERIFIER_CONFIG";
 const MASK: &str = "***";
+/// AWS issues 40-character secrets; anything much shorter is guessable.
+const AWS_MIN_SECRET_LEN: usize = 16;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +28,7 @@ pub struct Settings {
     pub templates: TemplateSettings,
     pub suspension: SuspensionSettings,
     pub hooks: HookSettings,
+    pub aws: AwsSettings,
 }
 
 /// CONTRACT section 7: the deadline after which a waiting domain is suspended.
@@ -43,6 +46,33 @@ impl Default for SuspensionSettings {
         SuspensionSettings {
             after_days: 15,
             reverify_on_bounce: true,
+        }
+    }
+}
+
+/// CONTRACT section 11: the AWS-compatible endpoint (Route 53 Domains over
+/// AWS JSON 1.1, Signature Version 4), served on `http.listen` when enabled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSettings {
+    pub enabled: bool,
+    /// The one access key id requests may be signed with.
+    pub access_key_id: String,
+    /// Its secret, preferably from a file (a systemd credential).
+    pub secret_access_key_file: String,
+    pub secret_access_key: String,
+    /// The region requests must be signed for.
+    pub region: String,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            enabled: false,
+            access_key_id: String::new(),
+            secret_access_key_file: String::new(),
+            secret_access_key: String::new(),
+            region: "us-east-1".into(),
         }
     }
 }
@@ -149,6 +179,11 @@ pub struct SmtpSettings {
     pub password: String,
     pub from: String,
     pub timeout_secs: u64,
+    /// How long to wait for the relay's answer to the end of a message
+    /// (RFC 5321 4.5.3.2.6: 10 minutes), apart from the command timeout.
+    pub data_timeout_secs: u64,
+    /// The envelope sender (where bounces go); empty: the address of `from`.
+    pub return_path: String,
     pub retry_initial_secs: u64,
     pub retry_max_secs: u64,
     /// Connections kept open to the relay, and so emails sent at once.
@@ -167,6 +202,8 @@ impl Default for SmtpSettings {
             password: String::new(),
             from: "Registrar <verify@registrar.example>".into(),
             timeout_secs: 30,
+            data_timeout_secs: 600,
+            return_path: String::new(),
             retry_initial_secs: 60,
             retry_max_secs: 3600,
             max_connections: 4,
@@ -188,7 +225,7 @@ impl Default for ScheduleSettings {
     fn default() -> Self {
         ScheduleSettings {
             sweep: "0 */5 * * * *".into(),
-            claim_lease_secs: 300,
+            claim_lease_secs: 900,
         }
     }
 }
@@ -322,6 +359,12 @@ impl Settings {
             &self.hooks.secret_file,
             Blank::Refused,
         )?;
+        resolve_secret(
+            "aws.secret_access_key",
+            &mut self.aws.secret_access_key,
+            &self.aws.secret_access_key_file,
+            Blank::Refused,
+        )?;
         Ok(())
     }
 
@@ -432,10 +475,23 @@ impl Settings {
                 self.schedule.sweep
             ))
         })?;
-        if self.schedule.claim_lease_secs < 2 * s.timeout_secs {
-            return Err(Error::config(
-                "schedule.claim_lease_secs must be at least twice smtp.timeout_secs",
-            ));
+        if s.data_timeout_secs == 0 {
+            return Err(Error::config("smtp.data_timeout_secs must be at least 1"));
+        }
+        if !s.return_path.is_empty() {
+            s.return_path.parse::<lettre::Address>().map_err(|e| {
+                Error::config(format!("smtp.return_path is not an email address: {e}"))
+            })?;
+        }
+        // A claim must outlast the send it covers, or another sweep could
+        // take the address while the relay is still answering.
+        if self.schedule.claim_lease_secs < s.timeout_secs + s.data_timeout_secs {
+            return Err(Error::config(format!(
+                "schedule.claim_lease_secs ({}) must be at least smtp.timeout_secs + \
+                 smtp.data_timeout_secs ({}): a claim must outlast the send it covers",
+                self.schedule.claim_lease_secs,
+                s.timeout_secs + s.data_timeout_secs
+            )));
         }
         self.http
             .listen
@@ -470,11 +526,58 @@ impl Settings {
         if h.timeout_secs == 0 {
             return Err(Error::config("hooks.timeout_secs must be at least 1"));
         }
+        self.validate_aws()?;
         if !self.templates.dir.is_empty() && !Path::new(&self.templates.dir).is_dir() {
             return Err(Error::config(format!(
                 "templates.dir: {} is not a directory",
                 self.templates.dir
             )));
+        }
+        Ok(())
+    }
+
+    /// `[aws]`: with `enabled`, a key pair and a region are required.
+    fn validate_aws(&self) -> Result<()> {
+        let a = &self.aws;
+        if !a.enabled {
+            return Ok(());
+        }
+        if a.access_key_id.is_empty() {
+            return Err(Error::config(
+                "aws.access_key_id is required when aws.enabled is true",
+            ));
+        }
+        if a.access_key_id.len() > 128
+            || !a
+                .access_key_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(Error::config(
+                "aws.access_key_id must be 1 to 128 letters, digits or underscores",
+            ));
+        }
+        if a.secret_access_key.is_empty() {
+            return Err(Error::config(
+                "aws.secret_access_key_file (or aws.secret_access_key) is required when aws.enabled is true",
+            ));
+        }
+        if a.secret_access_key.len() < AWS_MIN_SECRET_LEN {
+            return Err(Error::config(format!(
+                "aws.secret_access_key must be at least {AWS_MIN_SECRET_LEN} characters"
+            )));
+        }
+        let region_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+        if a.region.is_empty() || !a.region.bytes().all(region_char) {
+            return Err(Error::config(format!(
+                "aws.region {:?} must be a region name such as us-east-1",
+                a.region
+            )));
+        }
+        if !self.http.enabled {
+            return Err(Error::config(
+                "aws.enabled needs http.enabled = true: the AWS endpoint is served on http.listen",
+            ));
         }
         Ok(())
     }
@@ -514,6 +617,7 @@ impl Settings {
             &mut s.smtp.password,
             &mut s.http.api_token,
             &mut s.hooks.secret,
+            &mut s.aws.secret_access_key,
         ] {
             if !secret.is_empty() {
                 *secret = MASK.to_string();

@@ -184,9 +184,6 @@ pub struct Verification {
     pub claim_owner: Option<String>,
     pub claim_until: Option<DateTime<Utc>>,
     pub validated_at: Option<DateTime<Utc>>,
-    /// When the store last said work is due here (as read; writes compute
-    /// it afresh with [`Self::next_due_at`]).
-    pub due_at: Option<DateTime<Utc>>,
     /// Bumped by every write; a write succeeds only on the version it read.
     pub version: i64,
 }
@@ -206,7 +203,6 @@ impl Verification {
             claim_owner: None,
             claim_until: None,
             validated_at: None,
-            due_at: None,
             version: 0,
         }
     }
@@ -383,15 +379,21 @@ impl Verification {
 
     /// When this address is next due an email, after any retry wait (the
     /// expiry itself sends nothing unless a notice is owed for it); `None`
-    /// when no email will be due.
-    pub fn next_notification_at(&self, now: DateTime<Utc>, p: &Policy) -> Option<DateTime<Utc>> {
+    /// when no email will be due. `due_since` is when the store last marked
+    /// it due, so that "due now" does not move with the clock.
+    pub fn next_notification_at(
+        &self,
+        now: DateTime<Utc>,
+        due_since: Option<DateTime<Utc>>,
+        p: &Policy,
+    ) -> Option<DateTime<Utc>> {
         let retry = |t: DateTime<Utc>| match self.retry_at {
             Some(r) if r > t => r,
             _ => t,
         };
         // Due "now" means since the stored due time, so the answer does not
         // move with the clock.
-        let since = self.due_at.filter(|t| *t <= now).unwrap_or(now);
+        let since = due_since.filter(|t| *t <= now).unwrap_or(now);
         match self.status {
             Status::Validated => None,
             Status::NotValidated => Some(retry(since)),
@@ -832,22 +834,22 @@ mod membership_tests {
     fn the_next_notification_is_the_next_reminder_then_the_expiry_notice() {
         let p = Policy::default();
         let mut v = fresh();
-        assert_eq!(v.next_notification_at(t0(), &p), Some(t0()));
+        assert_eq!(v.next_notification_at(t0(), None, &p), Some(t0()));
         v.send_failed(t0(), &p);
         assert_eq!(
-            v.next_notification_at(t0(), &p),
+            v.next_notification_at(t0(), None, &p),
             Some(t0() + Duration::seconds(60)),
             "after the retry wait"
         );
         v.install_key(Verification::prepare_key(t0(), &p));
         v.sent(Notice::Verification, t0());
         assert_eq!(
-            v.next_notification_at(t0(), &p),
+            v.next_notification_at(t0(), None, &p),
             Some(t0() + Duration::days(3))
         );
         v.sent(Notice::Reminder { day: 55 }, t0() + Duration::days(55));
         assert_eq!(
-            v.next_notification_at(t0() + Duration::days(55), &p),
+            v.next_notification_at(t0() + Duration::days(55), None, &p),
             Some(t0() + Duration::days(60)),
             "the expiry notice"
         );
@@ -856,11 +858,14 @@ mod membership_tests {
             ..Policy::default()
         };
         assert_eq!(
-            v.next_notification_at(t0() + Duration::days(55), &quiet),
+            v.next_notification_at(t0() + Duration::days(55), None, &quiet),
             None
         );
         v.validate(t0() + Duration::days(56));
-        assert_eq!(v.next_notification_at(t0() + Duration::days(56), &p), None);
+        assert_eq!(
+            v.next_notification_at(t0() + Duration::days(56), None, &p),
+            None
+        );
     }
 
     #[test]

@@ -3,17 +3,24 @@
 //! refused the message, and a refusal is classified for the notification
 //! record and the retry policy.
 
+mod pool;
 mod templates;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::{Address, Message};
+use pool::{Pool, PoolConfig, Security};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
 
 pub use templates::{MailContext, Rendered, Templates};
 
@@ -52,28 +59,59 @@ pub struct SendError {
 }
 
 impl SendError {
-    fn from_smtp(e: &lettre::transport::smtp::Error) -> SendError {
+    /// Classifies lettre's error, naming the relay and the cause (the OS
+    /// error of a refused connection, the relay's reply).
+    fn from_smtp(e: &lettre::transport::smtp::Error, relay: &str) -> SendError {
         let code = match e.status() {
             Some(c) => c.to_string(),
             None if e.is_timeout() => "Timeout".into(),
             None if e.is_tls() => "TlsError".into(),
             None => "ConnectionError".into(),
         };
+        let mut detail = format!("{relay}: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            detail.push_str(&format!(": {s}"));
+            source = s.source();
+        }
         SendError {
             code,
             permanent: e.is_permanent(),
-            detail: e.to_string(),
+            detail,
         }
     }
 }
 
+/// The certificates of `smtp.ca_file`, for a relay with a private CA.
+fn extra_roots(s: &SmtpSettings) -> Result<Vec<CertificateDer<'static>>> {
+    if s.ca_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&s.ca_file)
+        .map_err(|e| Error::config(format!("smtp.ca_file: cannot read {}: {e}", s.ca_file)))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            Error::config(format!(
+                "smtp.ca_file: {} is not a PEM certificate: {e}",
+                s.ca_file
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::config(format!(
+            "smtp.ca_file: {} holds no PEM certificate",
+            s.ca_file
+        )));
+    }
+    Ok(certs)
+}
+
 /// The SMTP relay client with its pool of connections and the templates.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Pool,
     from: Mailbox,
+    /// The envelope sender: where the relay returns bounces.
+    return_path: Address,
     templates: Templates,
-    /// Bounds the whole exchange: lettre's own timeout covers only connecting.
-    timeout: Duration,
 }
 
 impl Mailer {
@@ -82,46 +120,73 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| Error::config(format!("smtp.from is not a valid mailbox: {e}")))?;
-        let tls = match s.tls {
-            SmtpTls::None => Tls::None,
-            mode => {
+        let return_path = if s.return_path.is_empty() {
+            from.email.clone()
+        } else {
+            s.return_path.parse().map_err(|e| {
+                Error::config(format!("smtp.return_path is not an email address: {e}"))
+            })?
+        };
+        let security = match s.tls {
+            SmtpTls::None => Security::None,
+            SmtpTls::Starttls => {
                 let mut params = TlsParameters::builder(s.host.clone());
-                if !s.ca_file.is_empty() {
-                    let pem = std::fs::read(&s.ca_file).map_err(|e| {
-                        Error::config(format!("smtp.ca_file: cannot read {}: {e}", s.ca_file))
-                    })?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| {
-                        Error::config(format!(
-                            "smtp.ca_file: {} is not a PEM certificate: {e}",
-                            s.ca_file
-                        ))
-                    })?;
-                    params = params.add_root_certificate(cert);
+                for cert in extra_roots(s)? {
+                    params = params.add_root_certificate(
+                        Certificate::from_der(cert.to_vec())
+                            .map_err(|e| Error::config(format!("smtp.ca_file: {e}")))?,
+                    );
                 }
                 let params = params
                     .build_rustls()
                     .map_err(|e| Error::config(format!("smtp.tls: cannot set up TLS: {e}")))?;
-                if mode == SmtpTls::Tls {
-                    Tls::Wrapper(params)
-                } else {
-                    Tls::Required(params)
+                Security::StartTls(params)
+            }
+            SmtpTls::Tls => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for cert in extra_roots(s)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::config(format!("smtp.ca_file: {e}")))?;
                 }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::config(format!("smtp.tls: cannot set up TLS: {e}")))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = ServerName::try_from(s.host.clone()).map_err(|e| {
+                    Error::config(format!(
+                        "smtp.host {:?} is not a TLS server name: {e}",
+                        s.host
+                    ))
+                })?;
+                Security::Implicit(TlsConnector::from(Arc::new(config)), name)
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
-            .port(s.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(s.timeout_secs)))
-            .pool_config(PoolConfig::new().max_size(s.max_connections));
-        if !s.username.is_empty() {
-            builder = builder.credentials(Credentials::new(s.username.clone(), s.password.clone()));
-        }
-        Ok(Mailer {
-            transport: builder.build(),
-            from,
-            templates: Templates::load(templates_dir)?,
+        let credentials = (!s.username.is_empty())
+            .then(|| Credentials::new(s.username.clone(), s.password.clone()));
+        let pool = Pool::new(PoolConfig {
+            host: s.host.clone(),
+            port: s.port,
+            security,
+            credentials,
+            max_connections: s.max_connections as usize,
             timeout: Duration::from_secs(s.timeout_secs),
+            data_timeout: Duration::from_secs(s.data_timeout_secs),
+        });
+        Ok(Mailer {
+            pool,
+            from,
+            return_path,
+            templates: Templates::load(templates_dir)?,
         })
+    }
+
+    /// Closes the idle connections to the relay (QUIT).
+    pub async fn close(&self) {
+        self.pool.close_idle().await;
     }
 
     /// The sender's display name, for the templates.
@@ -147,22 +212,17 @@ impl Mailer {
             permanent: true,
             detail,
         };
-        let to = Mailbox::new(None, to.address().clone());
+        let to_mailbox = Mailbox::new(None, to.address().clone());
         let message = Message::builder()
             .from(self.from.clone())
-            .to(to)
+            .to(to_mailbox)
             .subject(mail.subject)
             .message_id(None)
             .header(AutoSubmitted)
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
             .map_err(|e| invalid(format!("cannot build the message: {e}")))?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Ok(result) => result.map(|_| ()).map_err(|e| SendError::from_smtp(&e)),
-            Err(_) => Err(SendError {
-                code: "Timeout".into(),
-                permanent: false,
-                detail: format!("no answer from the SMTP server within {:?}", self.timeout),
-            }),
-        }
+        let envelope = Envelope::new(Some(self.return_path.clone()), vec![to.address().clone()])
+            .map_err(|e| invalid(format!("cannot build the envelope: {e}")))?;
+        self.pool.send(&envelope, &message.formatted()).await
     }
 }

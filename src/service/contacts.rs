@@ -62,7 +62,8 @@ impl Verifier {
         let next_notification_date = if dormant {
             None
         } else {
-            v.next_notification_at(self.now(), &self.policy)
+            let due_since = self.store.due_at(&contact.email_key).await?;
+            v.next_notification_at(self.now(), due_since, &self.policy)
         };
         Ok(ContactDetails {
             external_id: contact.external_id.clone(),

@@ -43,13 +43,12 @@ pub(crate) struct VerificationRow {
     claim_owner: Option<String>,
     claim_until: Option<DateTime<Utc>>,
     validated_at: Option<DateTime<Utc>>,
-    due_at: Option<DateTime<Utc>>,
     version: i64,
 }
 
 pub(crate) const VERIFICATION_COLUMNS: &str = "email_key, email, status, key_id, key_issued_at, \
      key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, failures, \
-     retry_at, claim_owner, claim_until, validated_at, due_at, version";
+     retry_at, claim_owner, claim_until, validated_at, version";
 
 impl VerificationRow {
     pub(crate) fn into_domain(self) -> Result<Verification> {
@@ -74,7 +73,6 @@ impl VerificationRow {
             claim_owner: self.claim_owner,
             claim_until: self.claim_until,
             validated_at: self.validated_at,
-            due_at: self.due_at,
             version: self.version,
         })
     }

@@ -110,6 +110,16 @@ impl Store {
         })
     }
 
+    /// When the sweep next has work at an address, as stored.
+    pub async fn due_at(&self, email_key: &EmailKey) -> Result<Option<DateTime<Utc>>> {
+        with_pool!(self, pool, d => Ok(sqlx::query_scalar(
+            "SELECT due_at FROM verifications WHERE email_key = $1")
+            .bind(email_key.as_str())
+            .fetch_optional(pool)
+            .await?
+            .flatten()))
+    }
+
     /// Verifications with work due at `now` that no live claim holds and that
     /// some contact with a domain uses (an address without domains is dormant:
     /// CONTRACT section 7), in `(due_at, email_key)` order after `after`.

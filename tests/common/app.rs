@@ -31,6 +31,7 @@ pub fn settings_for(db: &TestDb, sink: &SmtpSink) -> Settings {
     s.smtp.port = sink.port();
     s.smtp.tls = SmtpTls::None;
     s.smtp.timeout_secs = 5;
+    s.smtp.data_timeout_secs = 30;
     s.schedule.claim_lease_secs = 60;
     s
 }

@@ -42,6 +42,7 @@ pub fn daemon_bin(db: &TestDb, sink: &SmtpSink, port: u16) -> Bin {
         .with_env("CONTACT_VERIFIER__SMTP__RETRY_INITIAL_SECS", "1")
         .with_env("CONTACT_VERIFIER__SMTP__RETRY_MAX_SECS", "2")
         .with_env("CONTACT_VERIFIER__SCHEDULE__SWEEP", "* * * * * *")
+        .with_env("CONTACT_VERIFIER__SMTP__DATA_TIMEOUT_SECS", "5")
         .with_env("CONTACT_VERIFIER__SCHEDULE__CLAIM_LEASE_SECS", "10")
         .with_env(
             "CONTACT_VERIFIER__HTTP__LISTEN",
