@@ -1,8 +1,11 @@
 //! The HTTP API of CONTRACT section 5: `/v1` JSON endpoints behind a bearer
-//! token, the confirmation pages under `/verify`, and `/healthz`.
+//! token, the confirmation pages under `/verify`, and `/healthz`; with
+//! `aws.enabled`, the AWS-compatible endpoint of section 11 at `POST /`.
 
+mod aws;
 mod client;
 mod pages;
+mod sigv4;
 mod v1;
 
 use std::sync::Arc;
@@ -51,13 +54,14 @@ pub fn router(verifier: Verifier) -> Router {
         state.clone(),
         require_bearer_token,
     ));
-    Router::new()
+    let app = Router::new()
         .nest("/v1", v1)
         .merge(pages::routes())
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(limit));
+    // `POST /`: the AWS-compatible endpoint, when `aws.enabled`.
+    aws::mount(app, &state.verifier).with_state(state)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -32,6 +32,7 @@ use crate::{Error, ErrorCode, Result};
 pub use compliance::EventsPage;
 pub use confirm::ClientInfo;
 use markers::Markers;
+pub use operations::OperationsPage;
 pub use shapes::*;
 
 /// How a caller names a contact: by handle or by address.

@@ -5,7 +5,7 @@
 use super::{DomainDetails, Reachability, Verifier};
 use crate::domain::suspension::{days_to_suspend, restarts_verification, suspends_at_once};
 use crate::domain::{mask_email, DomainName, OperationStatus, OperationType, Status, StatusFlag};
-use crate::store::{OperationEffect, OperationRecord};
+use crate::store::{OperationCursor, OperationEffect, OperationFilter, OperationRecord};
 use crate::{Error, Result};
 
 /// Most operations one list returns, newest first.
@@ -142,4 +142,92 @@ impl Verifier {
             .operations(domain.as_ref(), flag, MAX_LISTED_OPERATIONS)
             .await
     }
+}
+
+/// One page of operations and the marker of the next (`None` on the last).
+#[derive(Debug, Clone)]
+pub struct OperationsPage {
+    pub operations: Vec<OperationRecord>,
+    pub next_page_marker: Option<String>,
+}
+
+/// The list name page markers of operations are issued under.
+const OPERATIONS_LIST: &str = "operations";
+
+impl Verifier {
+    /// Operations a page at a time (ListOperations): in `filter`'s order, at
+    /// most `limit`, after where the page that issued `marker` ended. A
+    /// marker is bound to the filter it was issued for; any other (forged,
+    /// garbled, from another filter) is InvalidInput.
+    pub async fn operations_page(
+        &self,
+        filter: &OperationFilter,
+        marker: Option<&str>,
+        limit: i64,
+    ) -> Result<OperationsPage> {
+        if limit < 1 {
+            return Err(Error::invalid("a page holds at least one operation"));
+        }
+        let key = filter_key(filter);
+        let after = marker
+            .map(|m| {
+                let position = self.markers.read(OPERATIONS_LIST, &key, m)?;
+                parse_cursor(&position)
+            })
+            .transpose()?;
+        let mut operations = self
+            .store
+            .operations_page(filter, after.as_ref(), limit + 1)
+            .await?;
+        let more = operations.len() as i64 > limit;
+        operations.truncate(limit as usize);
+        let next_page_marker = match operations.last() {
+            Some(last) if more => {
+                let position = format!(
+                    "{}/{}",
+                    last.submitted_date.timestamp_micros(),
+                    last.operation_id
+                );
+                Some(self.markers.issue(OPERATIONS_LIST, &key, &position))
+            }
+            _ => None,
+        };
+        Ok(OperationsPage {
+            operations,
+            next_page_marker,
+        })
+    }
+}
+
+/// The filter as the text a marker's MAC covers: the same filter in any
+/// spelling (statuses in another order, repeated) gives the same text.
+fn filter_key(f: &OperationFilter) -> String {
+    let mut statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    let mut types: Vec<&str> = f.types.iter().map(|t| t.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    format!(
+        "domain={};flag={};status={};type={};since={};order={}",
+        f.domain.as_ref().map(DomainName::as_str).unwrap_or(""),
+        f.status_flag.map(StatusFlag::as_str).unwrap_or(""),
+        statuses.join(","),
+        types.join(","),
+        f.submitted_since
+            .map(|t| t.timestamp_micros().to_string())
+            .unwrap_or_default(),
+        if f.oldest_first { "asc" } else { "desc" },
+    )
+}
+
+/// `MICROS/ID`, as [`Verifier::operations_page`] issues it.
+fn parse_cursor(position: &str) -> Result<OperationCursor> {
+    let bad = || Error::invalid("the marker does not name a position");
+    let (micros, id) = position.split_once('/').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    Ok(OperationCursor {
+        submitted_at: chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+        id: id.to_string(),
+    })
 }

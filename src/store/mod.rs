@@ -39,6 +39,7 @@ use crate::domain::{ContactEmail, DomainName, EmailKey, ExternalId, KeyId};
 use crate::{Error, Result};
 pub use compliance::{OperationEffect, Validated, VOID_RESTARTED};
 pub use events::NextEvent;
+pub use operations::{OperationCursor, OperationFilter};
 pub use records::*;
 pub use verifications::VerificationWrite;
 

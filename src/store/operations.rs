@@ -3,7 +3,9 @@
 
 use super::records::{OpenOperationRow, OperationRecord, OperationRow, OPERATION_COLUMNS};
 use super::{on_tx, with_pool, OpenOperation, Store, Tx};
-use crate::domain::{DomainName, EmailKey, Status, StatusFlag};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{DomainName, EmailKey, OperationStatus, OperationType, Status, StatusFlag};
 use crate::Result;
 
 /// Writes `$new` over `$old` only if the row still holds `$old`'s status
@@ -152,5 +154,118 @@ impl Store {
         new: &OperationRecord,
     ) -> Result<bool> {
         Ok(with_pool!(self, pool, d => update_operation!(pool, old, new)) == 1)
+    }
+}
+
+/// Which operations a page lists (every field optional: empty matches all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    pub domain: Option<DomainName>,
+    pub status_flag: Option<StatusFlag>,
+    pub statuses: Vec<OperationStatus>,
+    pub types: Vec<OperationType>,
+    /// Only operations submitted at or after this instant.
+    pub submitted_since: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+/// Where the previous page ended: its last operation's sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationCursor {
+    pub submitted_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// A value bound to a page query, in placeholder order.
+enum Bind {
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+impl Store {
+    /// One page of operations in `(submitted_at, id)` order (descending
+    /// unless `oldest_first`), strictly after `after`: keyset pagination,
+    /// so rows added or settled between pages neither repeat nor vanish.
+    pub async fn operations_page(
+        &self,
+        filter: &OperationFilter,
+        after: Option<&OperationCursor>,
+        limit: i64,
+    ) -> Result<Vec<OperationRecord>> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let next = |binds: &mut Vec<Bind>, b| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(d) = &filter.domain {
+            clauses.push(format!(
+                "domain_name = {}",
+                next(&mut binds, Bind::Text(d.as_str().into()))
+            ));
+        }
+        if let Some(f) = filter.status_flag {
+            clauses.push(format!(
+                "status_flag = {}",
+                next(&mut binds, Bind::Text(f.as_str().into()))
+            ));
+        }
+        if !filter.statuses.is_empty() {
+            let p: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| next(&mut binds, Bind::Text(s.as_str().into())))
+                .collect();
+            clauses.push(format!("status IN ({})", p.join(", ")));
+        }
+        if !filter.types.is_empty() {
+            let p: Vec<String> = filter
+                .types
+                .iter()
+                .map(|t| next(&mut binds, Bind::Text(t.as_str().into())))
+                .collect();
+            clauses.push(format!("type IN ({})", p.join(", ")));
+        }
+        if let Some(since) = filter.submitted_since {
+            clauses.push(format!(
+                "submitted_at >= {}",
+                next(&mut binds, Bind::Time(since))
+            ));
+        }
+        let (cmp, order) = if filter.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        if let Some(c) = after {
+            let t = next(&mut binds, Bind::Time(c.submitted_at));
+            let id = next(&mut binds, Bind::Text(c.id.clone()));
+            clauses.push(format!(
+                "(submitted_at {cmp} {t} OR (submitted_at = {t} AND id {cmp} {id}))"
+            ));
+        }
+        // LIMIT is bound last, after the filters' values.
+        let limit_at = format!("${}", binds.len() + 1);
+        let where_ = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {} ", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {OPERATION_COLUMNS} FROM operations {where_}\
+             ORDER BY submitted_at {order}, id {order} LIMIT {limit_at}"
+        );
+        with_pool!(self, pool, d => {
+            let mut q = sqlx::query_as::<_, OperationRow>(&sql);
+            for b in &binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(s.clone()),
+                    Bind::Time(t) => q.bind(*t),
+                };
+            }
+            let rows = q.bind(limit).fetch_all(pool).await?;
+            rows.into_iter().map(OperationRow::into_domain).collect()
+        })
     }
 }
