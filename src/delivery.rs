@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::clock::Clock;
 use crate::domain::verification::{Key, ResendPlan};
-use crate::domain::{mask_email, Notice, Policy, Status, TokenSecret, Verification};
+use crate::domain::{mask_email, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification};
 use crate::mail::{MailContext, Mailer, SendError};
-use crate::store::{Change, NotificationRecord, Store, VOID_SUPERSEDED, VOID_UNDELIVERED};
+use crate::store::{Claim, NotificationRecord, Outcome, Store};
 use crate::{Error, ErrorCode, Result};
 
 /// What to send: a notice, and whether it goes out with a fresh key. Every
@@ -61,10 +64,8 @@ const FINAL_WRITE_RETRIES: u32 = 6;
 const FINAL_WRITE_FIRST_WAIT: Duration = Duration::from_secs(1);
 /// The longest a delivery spends retrying its final write.
 pub const FINAL_WRITE_WINDOW: Duration = Duration::from_secs(63);
-/// Concurrent confirmations can bump the row's version; retry on that.
-const VERSION_RETRIES: u32 = 10;
 
-/// Delivers one email: what it needs and nothing more.
+/// Delivers emails: what it needs and nothing more.
 #[derive(Clone)]
 pub struct Courier {
     store: Store,
@@ -73,6 +74,13 @@ pub struct Courier {
     policy: Policy,
     clock: Clock,
     link_base: String,
+}
+
+/// A claimed email on its way to the relay.
+struct Sending {
+    claim: Claim,
+    key: Option<Key>,
+    domains: Vec<DomainName>,
 }
 
 impl Courier {
@@ -95,34 +103,122 @@ impl Courier {
     }
 
     /// Delivers `job` for the address of `v` (as read by the caller), under
-    /// the claim `owner`.
-    #[tracing::instrument(skip_all, fields(email = %mask_email(v.email.as_str()), reason = %job.notice))]
+    /// the claim `owner` (a resend).
     pub async fn deliver(&self, v: &Verification, job: Job, owner: &str) -> Result<Delivery> {
+        let mut done = self.deliver_batch(vec![(v.clone(), job)], owner, 1).await?;
+        Ok(done.pop().map(|(_, d)| d).unwrap_or(Delivery::Skipped))
+    }
+
+    /// Delivers a chunk of jobs: claims them in one transaction, reads their
+    /// domains in one query, sends up to `concurrency` at once, and records
+    /// outcomes in groups. Each send waits until its outcome is recorded
+    /// before its connection takes the next message, so a crash repeats at
+    /// most the messages in flight (one per connection).
+    pub async fn deliver_batch(
+        &self,
+        jobs: Vec<(Verification, Job)>,
+        owner: &str,
+        concurrency: usize,
+    ) -> Result<Vec<(Notice, Delivery)>> {
         let now = self.clock.now();
-        let mut claimed = v.clone();
-        claimed.claim(owner, now, &self.policy);
-        let note = NotificationRecord::started(&v.email_key, job.notice, now);
-        // A fresh key is recorded with the claim, before the email leaves:
-        // its link must work from the moment the registrant can have it,
-        // even if this process dies before recording the outcome.
-        let prepared = job
-            .fresh_key
-            .then(|| Verification::prepare_key(now, &self.policy));
-        let change = Change {
-            new_key: prepared.as_ref(),
-            notification: Some(&note),
-            ..Change::default()
-        };
-        if !self
+        let wanted = jobs.len();
+        let claims: Vec<Claim> = jobs
+            .into_iter()
+            .map(|(v, job)| Claim {
+                note: NotificationRecord::started(&v.email_key, job.notice, now),
+                fresh_key: job
+                    .fresh_key
+                    .then(|| Verification::prepare_key(now, &self.policy)),
+                notice: job.notice,
+                verification: v,
+            })
+            .collect();
+        let won = self
             .store
-            .commit(&mut claimed, &change, now, &self.policy)
-            .await?
-        {
-            return Ok(Delivery::Skipped);
+            .claim_batch(claims, owner, now, &self.policy)
+            .await?;
+        let mut results: Vec<(Notice, Delivery)> = Vec::with_capacity(wanted);
+        if won.is_empty() {
+            return Ok(results);
         }
-        let key = prepared.or_else(|| claimed.key.clone());
-        let result = self.send(v, job.notice, key.as_ref(), now).await;
-        self.finish(v, job, owner, key, result, note).await
+        let keys: Vec<EmailKey> = won
+            .iter()
+            .map(|c| c.verification.email_key.clone())
+            .collect();
+        let mut domains = self.store.domains_of(&keys).await?;
+        let sendings: Vec<Sending> = won
+            .into_iter()
+            .map(|claim| Sending {
+                key: claim
+                    .fresh_key
+                    .clone()
+                    .or_else(|| claim.verification.key.clone()),
+                domains: domains
+                    .remove(&claim.verification.email_key)
+                    .unwrap_or_default(),
+                claim,
+            })
+            .collect();
+        let writer = GroupWriter::spawn(self.clone(), concurrency);
+        let done: Vec<Result<(Notice, Delivery)>> = futures::stream::iter(sendings)
+            .map(|s| self.send_and_record(s, owner, &writer))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        writer.finish().await;
+        for d in done {
+            results.push(d?);
+        }
+        Ok(results)
+    }
+
+    /// One claimed email: render, send, record (through the group writer).
+    #[tracing::instrument(skip_all, fields(email = %mask_email(s.claim.verification.email.as_str()), reason = %s.claim.notice))]
+    async fn send_and_record(
+        &self,
+        s: Sending,
+        owner: &str,
+        writer: &GroupWriter,
+    ) -> Result<(Notice, Delivery)> {
+        let notice = s.claim.notice;
+        let result = self
+            .send(&s.claim.verification, notice, s.key.as_ref(), &s.domains)
+            .await;
+        let mut note = s.claim.note;
+        let now = self.clock.now();
+        match &result {
+            Ok(()) => note.succeed(now),
+            Err(e) => note.fail(now, e.code.clone(), e.detail.clone()),
+        }
+        let outcome = Outcome {
+            email_key: s.claim.verification.email_key.clone(),
+            owner: owner.to_string(),
+            notice,
+            fresh_key: s.claim.fresh_key,
+            accepted: result.is_ok(),
+            note: note.clone(),
+        };
+        writer.record(outcome).await.inspect_err(|e| {
+            tracing::error!(event = "state_write_failed", error = %e, notification_id = %note.id,
+                "could not record a finished delivery");
+        })?;
+        let operation_type = notice.operation_type();
+        Ok((
+            notice,
+            match result {
+                Ok(()) => {
+                    tracing::info!(event = "email_sent", operation_type, notification_id = %note.id,
+                        "email accepted by the SMTP server");
+                    Delivery::Sent(note)
+                }
+                Err(e) => {
+                    tracing::warn!(event = "email_failed", operation_type, notification_id = %note.id,
+                        error_code = %e.code, permanent = e.permanent, error = %e.detail,
+                        "email not accepted; the address keeps its state");
+                    Delivery::Failed(note, e)
+                }
+            },
+        ))
     }
 
     /// Renders and sends; returns once the relay answered.
@@ -131,14 +227,10 @@ impl Courier {
         v: &Verification,
         notice: Notice,
         key: Option<&Key>,
-        now: DateTime<Utc>,
+        domains: &[DomainName],
     ) -> std::result::Result<(), SendError> {
+        let now = self.clock.now();
         let key = key.ok_or_else(|| internal_send_error(Error::internal("no key to send")))?;
-        let domains = self
-            .store
-            .address_domains(&v.email_key)
-            .await
-            .map_err(internal_send_error)?;
         let link = if notice.has_link() {
             let token = self.secret.token_for(&key.id, &v.email_key);
             self.link(token.expose())
@@ -165,107 +257,73 @@ impl Courier {
         format!("{}/{token}", self.link_base)
     }
 
-    /// Records the outcome, retrying while the database is unavailable.
-    async fn finish(
-        &self,
-        v: &Verification,
-        job: Job,
-        owner: &str,
-        key: Option<Key>,
-        result: std::result::Result<(), SendError>,
-        mut note: NotificationRecord,
-    ) -> Result<Delivery> {
-        let now = self.clock.now();
-        match &result {
-            Ok(()) => note.succeed(now),
-            Err(e) => note.fail(now, e.code.clone(), e.detail.clone()),
-        }
+    /// Writes a group of outcomes, retrying while the database is unavailable.
+    async fn write_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
         let mut wait = FINAL_WRITE_FIRST_WAIT;
         let mut attempt = 0;
         loop {
             match self
-                .record_outcome(v, job, owner, key.as_ref(), result.is_ok(), &note, now)
+                .store
+                .record_outcomes(outcomes, self.clock.now(), &self.policy)
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) if e.code == ErrorCode::Unavailable && attempt < FINAL_WRITE_RETRIES => {
-                    tracing::warn!(event = "state_write_retry", error = %e, "database unavailable; retrying the write of a finished delivery");
+                    tracing::warn!(event = "state_write_retry", error = %e, "database unavailable; retrying the write of finished deliveries");
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                     attempt += 1;
                 }
-                Err(e) => {
-                    tracing::error!(event = "state_write_failed", error = %e, notification_id = %note.id, "could not record a finished delivery");
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
-        let operation_type = job.notice.operation_type();
-        Ok(match result {
-            Ok(()) => {
-                tracing::info!(event = "email_sent", operation_type, notification_id = %note.id,
-                    "email accepted by the SMTP server");
-                Delivery::Sent(note)
+    }
+}
+
+/// Group commit of outcomes: sends hand their outcome over and wait for it
+/// to be written; whatever has arrived meanwhile is written in one
+/// transaction.
+struct GroupWriter {
+    tx: mpsc::Sender<(Outcome, oneshot::Sender<Result<()>>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GroupWriter {
+    fn spawn(courier: Courier, max_group: usize) -> GroupWriter {
+        let (tx, mut rx) =
+            mpsc::channel::<(Outcome, oneshot::Sender<Result<()>>)>(max_group.max(1));
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut group = vec![first];
+                while group.len() < max_group.max(1) {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let outcomes: Vec<Outcome> = group.iter().map(|(o, _)| o.clone()).collect();
+                let written = courier.write_outcomes(&outcomes).await;
+                for (_, ack) in group {
+                    let _ = ack.send(written.clone());
+                }
             }
-            Err(e) => {
-                tracing::warn!(event = "email_failed", operation_type, notification_id = %note.id,
-                    error_code = %e.code, permanent = e.permanent,
-                    "email not accepted; the address keeps its state");
-                Delivery::Failed(note, e)
-            }
-        })
+        });
+        GroupWriter { tx, task }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_outcome(
-        &self,
-        v: &Verification,
-        job: Job,
-        owner: &str,
-        key: Option<&Key>,
-        sent: bool,
-        note: &NotificationRecord,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        for _ in 0..VERSION_RETRIES {
-            let current = self.store.verification(&v.email_key).await?;
-            let Some(mut cur) = current.filter(|c| c.is_claimed_by(owner)) else {
-                // The address was released meanwhile (its contact moved away,
-                // or the lease ran out): keep the record of the attempt only.
-                self.store.save_notification(note).await?;
-                return Ok(());
-            };
-            cur.release();
-            let mut change = Change {
-                notification: Some(note),
-                ..Change::default()
-            };
-            let fresh_key = key.filter(|_| job.fresh_key);
-            if sent {
-                if let Some(k) = fresh_key.filter(|_| cur.status != Status::Validated) {
-                    cur.install_key(k.clone());
-                    change.void_other_keys = Some((&k.id, VOID_SUPERSEDED));
-                }
-                cur.sent(job.notice, now);
-            } else {
-                if let Some(k) = fresh_key {
-                    change.void_key = Some((&k.id, VOID_UNDELIVERED));
-                }
-                if job.notice.backs_off_on_failure() {
-                    cur.send_failed(now, &self.policy);
-                }
-            }
-            if self
-                .store
-                .commit(&mut cur, &change, now, &self.policy)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(Error::internal(
-            "the verification kept changing while recording a delivery",
-        ))
+    async fn record(&self, outcome: Outcome) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((outcome, ack))
+            .await
+            .map_err(|_| Error::internal("the outcome writer stopped"))?;
+        done.await
+            .map_err(|_| Error::internal("the outcome writer stopped"))?
+    }
+
+    async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
     }
 }
 

@@ -81,8 +81,13 @@ impl Hooks {
     /// Delivers pending events in order until none is left, the oldest waits
     /// out a retry, another deliverer holds it, or one fails.
     pub async fn deliver_pending(&self) -> Result<Round> {
+        self.deliver_until(&StopSignal::never()).await
+    }
+
+    /// The same, stopping between events once `stop` is set.
+    async fn deliver_until(&self, stop: &StopSignal) -> Result<Round> {
         let mut round = Round::default();
-        loop {
+        while !stop.is_stopped() {
             let now = self.clock.now();
             let next = self
                 .store
@@ -114,18 +119,19 @@ impl Hooks {
                     round.failed += 1;
                     tracing::warn!(event = "hook_failed", event_id = %event.id,
                         event_type = %event.kind, attempts = event.attempts + 1,
-                        error = %error, retry_in_secs = wait.as_secs(),
+                        error = %mask_addresses(&error), retry_in_secs = wait.as_secs(),
                         "event not delivered; later events wait for it");
                     return Ok(round);
                 }
             }
         }
+        Ok(round)
     }
 
     /// The daemon's loop: delivers continuously until stopped.
     pub async fn run(self, mut stop: StopSignal) {
         while !stop.is_stopped() {
-            if let Err(e) = self.deliver_pending().await {
+            if let Err(e) = self.deliver_until(&stop).await {
                 tracing::error!(event = "hook_failed", error = %e,
                     "cannot read or record events; retrying");
             }
@@ -239,6 +245,21 @@ pub fn retry_wait(attempts: i64) -> Duration {
     RETRY_FIRST.saturating_mul(1u32 << doublings).min(RETRY_MAX)
 }
 
+/// A hook's output may quote the event: addresses are masked before the
+/// text reaches the log (the event list keeps it whole, behind the API).
+fn mask_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                crate::domain::mask_email(word.trim_matches(|c: char| !c.is_alphanumeric()))
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(MAX_ERROR).collect()
 }
@@ -258,6 +279,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_in_a_hooks_error_are_masked_for_the_log() {
+        assert_eq!(
+            mask_addresses("rejected \"alice@example.com\": no"),
+            "rejected a***@example.com no"
+        );
+    }
 
     #[test]
     fn retries_wait_ten_seconds_doubling_to_an_hour() {

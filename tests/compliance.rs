@@ -19,32 +19,6 @@ use serde_json::{json, Value};
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
 
-/// `both_backends!` for a test that pins a contract rule the code breaks on
-/// both backends: both variants are `#[ignore = reason]` until it is fixed.
-macro_rules! both_backends_ignored {
-    ($name:ident, $reason:literal, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = $reason]
-            async fn sqlite() {
-                let db = TestDb::new(common::Backend::Sqlite).await.unwrap();
-                ($body)(db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = $reason]
-            async fn postgres() {
-                if let Some(db) = TestDb::new(common::Backend::Postgres).await {
-                    ($body)(db).await;
-                }
-            }
-        }
-    };
-}
-
 /// `t0` plus whole days.
 fn day(n: i64) -> DateTime<Utc> {
     t0() + Duration::days(n)
@@ -1267,12 +1241,8 @@ both_backends!(
     }
 );
 
-both_backends_ignored!(
+both_backends!(
     turning_suspension_on_gives_the_waiting_domains_a_deadline,
-    "bug: domains that started waiting while suspension.after_days = 0 keep waiting_since \
-     with a NULL suspension_date; the sweep adopts only rows with waiting_since IS NULL \
-     (src/store/domains.rs:210, src/sweep/suspend.rs:53), so once suspension is on \
-     they never get a deadline and are never suspended",
     |db: TestDb| async move {
         let app = App::with(db, TlsMode::None, |s| s.suspension.after_days = 0).await;
         app.add("DNA-1", "a@example.com", &["a.com"]).await;
@@ -1299,11 +1269,8 @@ both_backends_ignored!(
     }
 );
 
-both_backends_ignored!(
+both_backends!(
     turning_suspension_off_shows_no_deadline_and_suspends_nothing,
-    "bug: with suspension.after_days = 0, domain show and GetDetails still print the \
-     SuspensionDate/DaysToSuspend stored while it was on (src/service/operations.rs:47-51 \
-     and src/service/contacts.rs:76-80 filter on waiting_since only, not on the policy)",
     |db: TestDb| async move {
         let app = App::new(db).await;
         app.add("DNA-1", "a@example.com", &["a.com"]).await;
@@ -1448,12 +1415,8 @@ both_backends!(
     }
 );
 
-both_backends_ignored!(
+both_backends!(
     a_dormant_address_becomes_due_when_it_gets_a_domain,
-    "bug: a dormant address given a domain reports NextNotificationDate = when its \
-     verification row was created (the stale stored due_at), not when it became due \
-     (src/domain/verification.rs:396 via src/service/contacts.rs:65; giving the domain, \
-     src/store/contacts.rs:127, does not refresh due_at)",
     |db: TestDb| async move {
         let app = App::new(db).await;
         app.add("DNA-1", "a@example.com", &[]).await;

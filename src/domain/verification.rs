@@ -338,6 +338,36 @@ impl Verification {
         self.retry_at = None;
     }
 
+    /// Applies the outcome of one email this process claimed the address
+    /// for: accepted -> a fresh key (if it carried one) becomes current and
+    /// the notice counts as sent; refused -> the state stays, a fresh key is
+    /// discarded, and the next attempt waits (except after a resend). Returns
+    /// which keys to void: `(others_superseded_by, undelivered)`.
+    pub fn record_outcome(
+        &mut self,
+        notice: Notice,
+        fresh_key: Option<&Key>,
+        accepted: bool,
+        now: DateTime<Utc>,
+        p: &Policy,
+    ) -> (Option<KeyId>, Option<KeyId>) {
+        self.release();
+        if accepted {
+            let mut superseding = None;
+            if let Some(k) = fresh_key.filter(|_| self.status != Status::Validated) {
+                self.install_key(k.clone());
+                superseding = Some(k.id.clone());
+            }
+            self.sent(notice, now);
+            (superseding, None)
+        } else {
+            if notice.backs_off_on_failure() {
+                self.send_failed(now, p);
+            }
+            (None, fresh_key.map(|k| k.id.clone()))
+        }
+    }
+
     /// Records a failed send: the state stays as it was, and the next attempt
     /// waits out the backoff.
     pub fn send_failed(&mut self, now: DateTime<Utc>, p: &Policy) {
@@ -866,6 +896,26 @@ mod membership_tests {
             v.next_notification_at(t0() + Duration::days(56), None, &p),
             None
         );
+    }
+
+    #[test]
+    fn an_accepted_email_installs_its_fresh_key_and_a_refused_one_voids_it() {
+        let p = Policy::default();
+        let key = Verification::prepare_key(t0(), &p);
+        let mut v = fresh();
+        v.claim("me", t0(), &p);
+        let (supersede, void) = v.record_outcome(Notice::Verification, Some(&key), true, t0(), &p);
+        assert_eq!((supersede, void), (Some(key.id.clone()), None));
+        assert_eq!(v.status, Status::Pending);
+        assert!(v.claim_owner.is_none());
+        let mut w = fresh();
+        w.claim("me", t0(), &p);
+        let (supersede, void) = w.record_outcome(Notice::Verification, Some(&key), false, t0(), &p);
+        assert_eq!((supersede, void), (None, Some(key.id.clone())));
+        assert_eq!((w.status, w.failures), (Status::NotValidated, 1));
+        let mut r = fresh();
+        r.record_outcome(Notice::Resend, Some(&key), false, t0(), &p);
+        assert_eq!(r.failures, 0, "a failed resend does not delay the sweep");
     }
 
     #[test]

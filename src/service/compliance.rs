@@ -71,7 +71,12 @@ impl Verifier {
                 return self.details(&contact).await;
             }
         }
-        self.details(&contact).await
+        match self.verification_of(&contact.email_key).await?.status {
+            Status::Validated => self.details(&contact).await,
+            _ => Err(Error::unavailable(
+                "the verification kept changing; try again",
+            )),
+        }
     }
 
     /// `contact reverify`: a Validated address goes back to verification
@@ -218,8 +223,14 @@ impl Verifier {
     /// settled operations.
     pub(crate) fn log_validated(&self, v: &Verification, done: &Validated) {
         let email = mask_email(v.email.as_str());
-        tracing::info!(event = "contact_validated", email = %email, method = done.evidence.method.as_str(),
-            "the email address is verified");
+        let ids: Vec<&str> = done
+            .evidence
+            .external_ids
+            .iter()
+            .map(|i| i.as_str())
+            .collect();
+        tracing::info!(event = "contact_validated", email = %email, external_ids = %ids.join(","),
+            method = done.evidence.method.as_str(), "the email address is verified");
         if !done.unsuspended.is_empty() {
             let names: Vec<&str> = done.unsuspended.iter().map(|d| d.as_str()).collect();
             tracing::info!(event = "domain_unsuspended", email = %email, domains = %names.join(","),

@@ -75,7 +75,7 @@ impl Verifier {
             next_notification_date,
             suspension_date: domains
                 .iter()
-                .filter(|d| d.waiting_since.is_some())
+                .filter(|d| d.waiting_since.is_some() && self.policy.suspend_after.is_some())
                 .filter_map(|d| d.suspension_date)
                 .min(),
             suspended_domains: domains

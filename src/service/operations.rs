@@ -37,7 +37,8 @@ impl Verifier {
             .verification(&contact.email_key)
             .await?
             .ok_or_else(|| Error::internal("contact has no verification record"))?;
-        let waiting = domain.waiting_since.is_some();
+        // With suspension off no domain has a deadline, whatever is stored.
+        let waiting = domain.waiting_since.is_some() && self.policy.suspend_after.is_some();
         let now = self.now();
         Ok(DomainDetails {
             domain_name: domain.name,
@@ -112,8 +113,8 @@ impl Verifier {
                 "a new verification of the registrant's email address was started")
             }
             OperationEffect::Suspended => {
-                tracing::info!(event = "domain_suspended", email = %email,
-                domain = %op.domain_name, "restored name suspended: the registrant's email address is not verified")
+                tracing::warn!(event = "domain_suspended", email = %email,
+                domains = %op.domain_name, "restored name suspended: the registrant's email address is not verified")
             }
             OperationEffect::None => {}
         }

@@ -177,42 +177,46 @@ impl Store {
         Ok(true)
     }
 
-    /// Writes `v` (just expired by the caller) with its `contact_expired`
-    /// event; false if someone else changed the row first.
-    pub async fn expire(
+    /// Writes each of `vs` (just expired by the caller) that is still at its
+    /// version, with its `contact_expired` event, in one transaction;
+    /// returns those written, as written.
+    pub async fn expire_batch(
         &self,
-        v: &mut Verification,
+        vs: Vec<Verification>,
         now: DateTime<Utc>,
         policy: &Policy,
-    ) -> Result<bool> {
+    ) -> Result<Vec<Verification>> {
         let mut tx = self.begin().await?;
-        if !tx
-            .write_verification(VerificationWrite::Update(v), now, policy)
-            .await?
-        {
-            tx.rollback().await?;
-            return Ok(false);
+        let mut written = Vec::with_capacity(vs.len());
+        for mut v in vs {
+            if !tx
+                .write_verification(VerificationWrite::Update(&v), now, policy)
+                .await?
+            {
+                continue;
+            }
+            let ids = tx.address_contacts(&v.email_key).await?;
+            let domains = tx.address_domains(&v.email_key).await?;
+            let when = v
+                .key
+                .as_ref()
+                .map(|k| format_timestamp(&k.expires_at))
+                .unwrap_or_default();
+            let event = Event::new(
+                EventType::ContactExpired,
+                now,
+                &v.email,
+                ids,
+                domains,
+                format!("the verification link expired unconfirmed on {when}"),
+            );
+            tx.insert_event(&event, !policy.hooks_configured, now)
+                .await?;
+            v.version += 1;
+            written.push(v);
         }
-        let ids = tx.address_contacts(&v.email_key).await?;
-        let domains = tx.address_domains(&v.email_key).await?;
-        let when = v
-            .key
-            .as_ref()
-            .map(|k| format_timestamp(&k.expires_at))
-            .unwrap_or_default();
-        let event = Event::new(
-            EventType::ContactExpired,
-            now,
-            &v.email,
-            ids,
-            domains,
-            format!("the verification link expired unconfirmed on {when}"),
-        );
-        tx.insert_event(&event, !policy.hooks_configured, now)
-            .await?;
         tx.commit().await?;
-        v.version += 1;
-        Ok(true)
+        Ok(written)
     }
 
     /// Suspends those of `names` (domains of one address) that are still due,
@@ -283,7 +287,13 @@ impl Store {
                 OperationEffect::Restarted
             }
             (OperationEffect::Suspended, Some(v)) => {
-                if tx.suspend_domain(&op.domain_name, now).await? {
+                // Re-read under the lock: a confirmation that just landed
+                // means the domain must not be touched.
+                let still_unverified = tx
+                    .verification_for_update(&v.email_key)
+                    .await?
+                    .is_some_and(|cur| cur.status != Status::Validated);
+                if still_unverified && tx.suspend_domain(&op.domain_name, now).await? {
                     let ids = tx.address_contacts(&v.email_key).await?;
                     let event = Event::new(
                         EventType::DomainSuspended,

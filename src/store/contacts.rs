@@ -112,16 +112,28 @@ impl Tx {
         let id = &input.external_id;
         let existing = self.contact_for_update(id).await?;
         let change = AddressChange::of(existing.as_ref().map(|c| &c.email_key), &input.email.key());
+        let key = input.email.key();
+        // An address without domains is dormant (nothing is due); the one
+        // that gets its first domain becomes due from now.
+        let was_dormant = !input.domains.is_empty() && self.address_domains(&key).await?.is_empty();
         if change.joins() {
             self.write_contact(id, &input.email, now).await?;
         }
         for domain in &input.domains {
             self.assign_domain(domain, id, now).await?;
         }
+        let mut created = false;
         if change.joins() {
-            self.join_address(input, now, policy).await?;
+            created = self.join_address(input, now, policy).await?;
             if let AddressChange::Moved { from } = &change {
                 self.leave_address(from, now, policy).await?;
+            }
+        }
+        if was_dormant && !created {
+            if let Some(v) = self.verification_for_update(&key).await? {
+                // Rewriting the row unchanged stores its due time afresh.
+                self.write_verification(VerificationWrite::Update(&v), now, policy)
+                    .await?;
             }
         }
         self.reconcile_waiting(input, now, policy).await?;
@@ -137,26 +149,27 @@ impl Tx {
     }
 
     /// Joins the verification of the contact's address, creating it if the
-    /// address is new and applying an import line's state where it may.
+    /// address is new (returns whether it was) and applying an import line's
+    /// state where it may.
     async fn join_address(
         &mut self,
         input: &ContactUpsert,
         now: DateTime<Utc>,
         policy: &Policy,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let fresh = Verification::new(&input.email);
         let created = self
             .write_verification(VerificationWrite::Create(&fresh), now, policy)
             .await?;
         let Some(state) = &input.import else {
-            return Ok(());
+            return Ok(created);
         };
         let mut v = self
             .verification_for_update(&fresh.email_key)
             .await?
             .ok_or_else(|| Error::internal("the address's verification vanished"))?;
         if !v.takes_import(created) {
-            return Ok(());
+            return Ok(created);
         }
         v.apply_import(
             state.status,
@@ -177,7 +190,7 @@ impl Tx {
         if v.status == Status::Validated {
             self.on_validated(&v, Proof::Import, now, policy).await?;
         }
-        Ok(())
+        Ok(created)
     }
 
     /// CONTRACT section 7: the contact's domains wait while its address is

@@ -199,13 +199,25 @@ impl Store {
     }
 
     /// Domains whose registrant is not Validated but that do not wait (rows
-    /// from before deadlines were kept): they start waiting now.
+    /// from before deadlines were kept) start waiting now; waiting domains
+    /// with no deadline (they started waiting while suspension was off) get
+    /// `deadline`, counted from now that suspension is on.
     pub async fn adopt_waiting_domains(
         &self,
         now: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<u64> {
-        with_pool!(self, pool, d => Ok(sqlx::query(
+        let dated = match deadline {
+            Some(_) => with_pool!(self, pool, d => sqlx::query(
+                "UPDATE domains SET suspension_date = $1 \
+                 WHERE waiting_since IS NOT NULL AND suspension_date IS NULL AND NOT suspended")
+                .bind(deadline)
+                .execute(pool)
+                .await?
+                .rows_affected()),
+            None => 0,
+        };
+        let adopted = with_pool!(self, pool, d => sqlx::query(
             "UPDATE domains SET waiting_since = $1, suspension_date = $2 \
              WHERE waiting_since IS NULL AND contact_external_id IN ( \
                SELECT c.external_id FROM contacts c \
@@ -215,6 +227,7 @@ impl Store {
             .bind(deadline)
             .execute(pool)
             .await?
-            .rows_affected()))
+            .rows_affected());
+        Ok(dated + adopted)
     }
 }

@@ -19,6 +19,7 @@
 
 mod compliance;
 mod contacts;
+mod deliveries;
 mod domains;
 mod events;
 mod evidence;
@@ -38,6 +39,7 @@ use crate::domain::verification::{Key, Status};
 use crate::domain::{ContactEmail, DomainName, EmailKey, ExternalId, KeyId};
 use crate::{Error, Result};
 pub use compliance::{OperationEffect, Validated, VOID_RESTARTED};
+pub use deliveries::{Claim, Outcome};
 pub use events::NextEvent;
 pub use operations::{OperationCursor, OperationFilter};
 pub use records::*;

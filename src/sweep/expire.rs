@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{mask_email, Due, Policy, Verification};
 use crate::store::Store;
-use crate::{ErrorCode, Result};
+use crate::Result;
 
 /// A page split into what expires now and everything else.
 #[derive(Debug, Default)]
@@ -45,32 +45,28 @@ pub(super) struct Expired {
     pub(super) expired: Vec<Verification>,
     /// Changed by someone else first (a confirmation, another sweep).
     pub(super) lost: u64,
-    pub(super) failed: u64,
 }
 
+/// Expires the page's due addresses in one transaction.
 pub(super) async fn execute(
     store: &Store,
     plan: &ExpirePlan,
     now: DateTime<Utc>,
     p: &Policy,
 ) -> Result<Expired> {
-    let mut done = Expired::default();
-    for mut v in plan.applied(p) {
-        match store.expire(&mut v, now, p).await {
-            Ok(true) => {
-                tracing::info!(event = "contact_expired", email = %mask_email(v.email.as_str()),
-                    "verification key expired unconfirmed");
-                done.expired.push(v);
-            }
-            Ok(false) => done.lost += 1,
-            Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
-            Err(e) => {
-                done.failed += 1;
-                tracing::error!(event = "sweep_item_failed", error = %e, "one address could not be processed");
-            }
-        }
+    let wanted = plan.to_expire.len() as u64;
+    if wanted == 0 {
+        return Ok(Expired::default());
     }
-    Ok(done)
+    let expired = store.expire_batch(plan.applied(p), now, p).await?;
+    for v in &expired {
+        tracing::info!(event = "contact_expired", email = %mask_email(v.email.as_str()),
+            "verification key expired unconfirmed");
+    }
+    Ok(Expired {
+        lost: wanted - expired.len() as u64,
+        expired,
+    })
 }
 
 #[cfg(test)]

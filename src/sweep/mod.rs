@@ -138,7 +138,6 @@ impl Sweeper {
                 Some(_) => {
                     let done = expire::execute(&self.store, &plan, now, &self.policy).await?;
                     summary.expired -= done.lost;
-                    summary.failed += done.failed;
                     done.expired
                 }
             };

@@ -5,7 +5,6 @@
 //! the right one.
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 use super::{StopSignal, SweepSummary};
 use crate::delivery::{Courier, Delivery, Job};
@@ -82,22 +81,30 @@ pub(super) async fn execute(
             Err(e) => done.item_failed(&e),
         }
     }
-    let results: Vec<(Notice, Result<Option<Delivery>>)> = futures::stream::iter(plan.sends)
-        .map(|(v, notice)| async move {
-            if stop.is_stopped() {
-                return (notice, Ok(None));
+    // Chunks keep claims few (one transaction each) yet small enough that
+    // several workers share a backlog and a stop waits for little.
+    let chunk = (concurrency * 8).max(16);
+    let mut sends = plan.sends;
+    while !sends.is_empty() {
+        if stop.is_stopped() {
+            break;
+        }
+        let rest = sends.split_off(chunk.min(sends.len()));
+        let jobs: Vec<(Verification, Job)> = sends
+            .into_iter()
+            .map(|(v, notice)| (v, Job::scheduled(notice)))
+            .collect();
+        sends = rest;
+        match courier.deliver_batch(jobs, owner, concurrency).await {
+            Ok(results) => {
+                for (notice, delivery) in results {
+                    match delivery {
+                        Delivery::Sent(_) => done.sent.push(notice),
+                        Delivery::Failed(..) => done.failed += 1,
+                        Delivery::Skipped => {}
+                    }
+                }
             }
-            let r = courier.deliver(&v, Job::scheduled(notice), owner).await;
-            (notice, r.map(Some))
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (notice, r) in results {
-        match r {
-            Ok(Some(Delivery::Sent(_))) => done.sent.push(notice),
-            Ok(Some(Delivery::Failed(..))) => done.failed += 1,
-            Ok(Some(Delivery::Skipped) | None) => {}
             Err(e) if e.code == ErrorCode::Unavailable => return Err(e),
             Err(e) => done.item_failed(&e),
         }
