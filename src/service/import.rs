@@ -26,7 +26,7 @@ struct ImportLine {
 }
 
 /// Lines written per transaction by an import.
-const IMPORT_BATCH: usize = 500;
+const IMPORT_BATCH: usize = 2000;
 /// Longest accepted import line; a longer one is rejected, not buffered.
 const MAX_IMPORT_LINE: u64 = 64 * 1024;
 /// Rejections listed in an import report; the count covers the rest.
@@ -173,7 +173,7 @@ impl Verifier {
         let inputs: Vec<ContactUpsert> = batch.iter().map(|(_, i)| i.clone()).collect();
         match self
             .store
-            .upsert_contacts(&inputs, self.now(), &self.policy)
+            .import_batch(&inputs, self.now(), &self.policy)
             .await
         {
             Ok(()) => report.imported += inputs.len() as u64,

@@ -48,6 +48,35 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The set-wise form of [`Tx::insert_event`], for imports; the events
+    /// keep their order.
+    pub(crate) async fn insert_events(
+        &mut self,
+        events: &[Event],
+        delivered_now: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        on_tx!(self, conn, d => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO events (id, type, at, payload, delivered, delivered_at) ");
+            qb.push_values(events, |mut b, e| {
+                b.push_bind(e.id.as_str())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.at)
+                    .push_bind(e.to_json())
+                    .push_bind(delivered_now)
+                    .push_bind(delivered_now.then_some(now));
+            });
+            qb.build().execute(&mut *conn).await?;
+        });
+        Ok(())
+    }
+}
+
 impl Store {
     /// Claims the oldest undelivered event for `owner` until `lease_until`,
     /// unless it waits out a retry or another deliverer holds it: later

@@ -37,6 +37,36 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The set-wise form of [`Tx::insert_evidence`], for imports.
+    pub(crate) async fn insert_evidence_many(&mut self, records: &[Evidence]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        on_tx!(self, conn, d => {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO evidence (email_key, {EVIDENCE_COLUMNS}) "));
+            qb.push_values(records, |mut b, e| {
+                b.push_bind(e.contact_email.key().to_string())
+                    .push_bind(e.id.as_str())
+                    .push_bind(e.contact_email.as_str())
+                    .push_bind(json_list(&e.external_ids))
+                    .push_bind(json_list(&e.domains))
+                    .push_bind(e.validated_at)
+                    .push_bind(e.method.as_str())
+                    .push_bind(e.key_id.as_ref().map(KeyId::to_hex))
+                    .push_bind(e.key_issued_at)
+                    .push_bind(e.client_ip.as_deref())
+                    .push_bind(e.user_agent.as_deref())
+                    .push_bind(e.reason.as_deref())
+                    .push_bind(e.by.as_deref());
+            });
+            qb.build().execute(&mut *conn).await?;
+        });
+        Ok(())
+    }
+}
+
 impl Store {
     /// An address's evidence, newest first.
     pub async fn evidence_of(&self, email_key: &EmailKey, limit: i64) -> Result<Vec<Evidence>> {

@@ -23,6 +23,7 @@ mod deliveries;
 mod domains;
 mod events;
 mod evidence;
+mod import;
 mod keys;
 mod notifications;
 mod operations;

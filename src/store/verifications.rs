@@ -83,6 +83,51 @@ impl Tx {
         Ok(affected == 1)
     }
 
+    /// The set-wise form of [`VerificationWrite::Create`] for addresses new
+    /// to the store (imports), with their whole state; only the import path
+    /// uses it, after checking that none of the addresses exists.
+    pub(crate) async fn insert_verifications(
+        &mut self,
+        vs: impl Iterator<Item = &Verification>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<()> {
+        let vs: Vec<&Verification> = vs.collect();
+        if vs.is_empty() {
+            return Ok(());
+        }
+        on_tx!(self, conn, d => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO verifications (email_key, email, status, key_id, key_issued_at, \
+                 key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, \
+                 failures, retry_at, claim_owner, claim_until, validated_at, due_at, version, \
+                 created_at, updated_at) ");
+            qb.push_values(&vs, |mut b, v| {
+                let key = v.key.as_ref();
+                b.push_bind(v.email_key.as_str())
+                    .push_bind(v.email.as_str())
+                    .push_bind(v.status.as_str())
+                    .push_bind(key.map(|k| k.id.to_hex()))
+                    .push_bind(key.map(|k| k.issued_at))
+                    .push_bind(key.map(|k| k.expires_at))
+                    .push_bind(v.last_notification_at)
+                    .push_bind(i64::from(v.reminder_day_covered))
+                    .push_bind(v.expiry_notice_owed)
+                    .push_bind(i64::from(v.failures))
+                    .push_bind(v.retry_at)
+                    .push_bind(v.claim_owner.as_deref())
+                    .push_bind(v.claim_until)
+                    .push_bind(v.validated_at)
+                    .push_bind(v.next_due_at(now, policy))
+                    .push_bind(v.version)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            qb.build().execute(&mut *conn).await?;
+        });
+        Ok(())
+    }
+
     /// The row of an address, locked for this transaction (Postgres; on
     /// SQLite `BEGIN IMMEDIATE` already holds the only write lock).
     pub(crate) async fn verification_for_update(
