@@ -46,6 +46,15 @@ impl Store {
     }
 }
 
+/// One domain row of a fresh line: the line, the name, since when it
+/// waits and its deadline.
+type DomainRow<'a> = (
+    &'a Fresh<'a>,
+    String,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
 /// A fresh line, resolved to its rows.
 struct Fresh<'a> {
     input: &'a ContactUpsert,
@@ -171,7 +180,7 @@ impl Tx {
                 qb.build().execute(&mut *conn).await?;
             });
         }
-        let domains: Vec<(&Fresh, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = fresh
+        let domains: Vec<DomainRow> = fresh
             .iter()
             .flat_map(|f| {
                 let waiting = f.v.status != Status::Validated;
