@@ -9,7 +9,7 @@ use serde_json::json;
 
 both_backends!(migrate_applies_once_then_nothing, |db: TestDb| async move {
     let bin = Bin::new(&db);
-    assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": 2}));
+    assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": 3}));
     assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": 0}));
     db.cleanup().await;
 });

@@ -19,8 +19,8 @@ use contact_verifier::domain::{
     Status, StatusFlag, Verification,
 };
 use contact_verifier::store::{
-    Change, ContactUpsert, NotificationRecord, OperationRecord, Store, UpsertOutcome,
-    VOID_EMAIL_CHANGED,
+    Change, ContactUpsert, NotificationRecord, NotificationStatus, OperationRecord, Store,
+    UpsertOutcome, VOID_EMAIL_CHANGED,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -992,6 +992,55 @@ both_backends!(
         );
         store.save_notification(&started).await.unwrap();
         assert_eq!(store.resends_since(&alice, since).await.unwrap(), 1);
+        store.close().await;
+        db.cleanup().await;
+    }
+);
+
+both_backends!(
+    attempts_left_started_are_closed_after_the_lease_unless_their_address_is_claimed,
+    |db: TestDb| async move {
+        let store = open(&db).await;
+        let p = Policy::default();
+        add(&store, "DNA-1", "alice@example.com", t0()).await;
+        add(&store, "DNA-2", "bob@example.com", t0()).await;
+        let alice = key_of("alice@example.com");
+        let bob = key_of("bob@example.com");
+        // A process died after starting both attempts; bob's address is
+        // claimed again by a live sender.
+        let left = NotificationRecord::started(&alice, Notice::Verification, t0());
+        let live = NotificationRecord::started(&bob, Notice::Verification, t0());
+        store.save_notification(&left).await.unwrap();
+        store.save_notification(&live).await.unwrap();
+        let later = t0() + p.claim_lease + secs(1);
+        let mut b = read(&store, "bob@example.com").await;
+        b.claim("owner-b", later, &p);
+        assert!(store
+            .commit(&mut b, &Change::default(), later, &p)
+            .await
+            .unwrap());
+        // Before the lease has run out nothing is closed.
+        assert_eq!(
+            store
+                .close_interrupted(t0() + secs(10), t0() + secs(10) - p.claim_lease)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .close_interrupted(later, later - p.claim_lease)
+                .await
+                .unwrap(),
+            1
+        );
+        let closed = &store.notifications(&alice, 10).await.unwrap()[0];
+        assert_eq!(closed.status, NotificationStatus::Failed);
+        assert!(closed.is_terminal);
+        assert_eq!(closed.error_code.as_deref(), Some("Interrupted"));
+        assert_eq!(closed.status_changed_at, later);
+        let untouched = &store.notifications(&bob, 10).await.unwrap()[0];
+        assert_eq!(untouched.status, NotificationStatus::Started);
         store.close().await;
         db.cleanup().await;
     }

@@ -69,6 +69,31 @@ impl Store {
         })
     }
 
+    /// Closes attempts left `Started` by a process that died before the
+    /// relay's answer was recorded: older than `before` (the claim lease)
+    /// and whose address no live claim holds. They become `Failed` with the
+    /// code `Interrupted` (the relay may or may not have taken the message);
+    /// returns how many.
+    pub async fn close_interrupted(
+        &self,
+        now: DateTime<Utc>,
+        before: DateTime<Utc>,
+    ) -> Result<u64> {
+        with_pool!(self, pool, d => Ok(sqlx::query(
+            "UPDATE notifications SET status = 'Failed', is_terminal = TRUE, \
+             status_changed_at = $1, error_code = 'Interrupted', error_details = $2 \
+             WHERE status = 'Started' AND created_at <= $3 \
+               AND email_key NOT IN (SELECT email_key FROM verifications \
+                   WHERE claim_until IS NOT NULL AND claim_until > $1)")
+            .bind(now)
+            .bind("the sending process stopped before the relay's answer was recorded; \
+                   the email may have been delivered, and a later attempt may repeat it")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+
     /// Resends to an address since `since` that did not fail, for the daily limit.
     pub async fn resends_since(&self, email_key: &EmailKey, since: DateTime<Utc>) -> Result<i64> {
         with_pool!(self, pool, d => Ok(sqlx::query_scalar(

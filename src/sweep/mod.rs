@@ -165,6 +165,18 @@ impl Sweeper {
                 }
             }
         }
+        if courier.is_some() && !stop.is_stopped() {
+            // Attempts a killed process left `Started` are closed once their
+            // claim's lease has run out.
+            let closed = self
+                .store
+                .close_interrupted(now, now - self.policy.claim_lease)
+                .await?;
+            if closed > 0 {
+                tracing::warn!(event = "attempts_interrupted", attempts = closed,
+                    "attempts left Started by a stopped process are recorded as Failed (Interrupted)");
+            }
+        }
         if !stop.is_stopped() && self.policy.suspend_after.is_some() {
             let plan = suspend::plan(&self.store, now).await?;
             summary.domains_suspended = match courier {
