@@ -16,6 +16,7 @@
 //! | persistence on SQLite and Postgres, one file per table, one write path for verifications | [`store`] |
 //! | CLI commands and exit codes | [`cli`], [`error`] |
 //! | HTTP API, confirmation pages, `/healthz` | [`api`] |
+//! | the AWS-compatible endpoint (Route 53 Domains over AWS JSON 1.1), Signature V4 checks | `api/aws.rs`, `api/sigv4.rs` |
 //! | scheduled sweeps, signals, graceful shutdown, sd_notify | [`daemon`] |
 //! | configuration keys, defaults and validation | [`config`] |
 //! | JSON log lines with a stable `event` | [`telemetry`] |

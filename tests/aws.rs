@@ -424,3 +424,95 @@ impl CloneWith for Bin {
         .with_env(k, v)
     }
 }
+
+both_backends!(
+    operation_pages_are_cut_by_position,
+    |db: TestDb| async move {
+        // Store::operations_page through Verifier::operations_page: ties in
+        // one second, rows added between pages, markers bound to the filter.
+        use contact_verifier::domain::OperationStatus;
+        use contact_verifier::store::OperationFilter;
+        let app = common::app::App::new(db).await;
+        app.add("DNA-1", "a@example.com", &["a.com"]).await;
+        let add = |n: usize| {
+            let v = app.v.clone();
+            async move {
+                let mut ids = Vec::new();
+                for _ in 0..n {
+                    let op = v
+                        .add_operation("a.com", "RENEW_DOMAIN", None)
+                        .await
+                        .unwrap();
+                    ids.push(op.operation_id);
+                }
+                ids
+            }
+        };
+        // Seven operations in the same second, three in the next.
+        let mut first = add(7).await;
+        app.clock.advance(chrono::Duration::seconds(1));
+        first.extend(add(3).await);
+        for oldest_first in [false, true] {
+            let filter = OperationFilter {
+                oldest_first,
+                ..OperationFilter::default()
+            };
+            let mut seen: Vec<String> = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = app
+                    .v
+                    .operations_page(&filter, marker.as_deref(), 3)
+                    .await
+                    .unwrap();
+                assert!(page.operations.len() <= 3);
+                seen.extend(page.operations.iter().map(|o| o.operation_id.clone()));
+                // Newer operations arrive while the client pages through.
+                app.clock.advance(chrono::Duration::seconds(1));
+                add(1).await;
+                match page.next_page_marker {
+                    Some(m) => marker = Some(m),
+                    None => break,
+                }
+            }
+            let mut unique = seen.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), seen.len(), "an operation repeated: {seen:?}");
+            assert!(
+                first.iter().all(|id| seen.contains(id)),
+                "an operation vanished"
+            );
+            if !oldest_first {
+                // Newest first: those added after the first page are not in it.
+                assert_eq!(seen.len(), first.len());
+            }
+        }
+        let page = app
+            .v
+            .operations_page(&OperationFilter::default(), None, 2)
+            .await
+            .unwrap();
+        let marker = page.next_page_marker.unwrap();
+        let other = OperationFilter {
+            statuses: vec![OperationStatus::SUBMITTED],
+            ..OperationFilter::default()
+        };
+        for (filter, m) in [
+            (&other, marker.as_str()),
+            (
+                &OperationFilter::default(),
+                "bm90LWlzc3VlZA.AAAAAAAAAAAAAAAA",
+            ),
+        ] {
+            let e = app.v.operations_page(filter, Some(m), 2).await.unwrap_err();
+            assert_eq!(e.code, contact_verifier::ErrorCode::InvalidInput, "{m}");
+        }
+        assert!(app
+            .v
+            .operations_page(&OperationFilter::default(), None, 0)
+            .await
+            .is_err());
+        app.done().await;
+    }
+);
