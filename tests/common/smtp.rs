@@ -3,8 +3,9 @@
 //! It listens on `127.0.0.1:<random port>`, speaks enough ESMTP for lettre
 //! (EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
 //! records every accepted message, and can inject faults (refused connections,
-//! transient/permanent RCPT failures, a dropped connection after DATA) or a
-//! delay before the final reply to DATA.
+//! a 421 "service not available", transient/permanent RCPT failures, a
+//! dropped connection after DATA) or a delay before the final reply to DATA
+//! (a relay slow only to answer the final dot).
 //!
 //! TLS uses a self-signed certificate for `localhost` and `127.0.0.1`; hand
 //! [`SmtpSink::ca_pem`] or [`SmtpSink::ca_file`] to the client as its root.
@@ -50,6 +51,10 @@ pub enum Fault {
     /// Read the whole DATA content, then close the socket without replying.
     /// The message is not recorded.
     DropAfterData,
+    /// `421 4.3.2` (RFC 5321 3.8: the service is not available, the channel
+    /// closes): new connections get it instead of the greeting, open ones in
+    /// answer to their next MAIL FROM; then the sink closes the connection.
+    ServiceUnavailable,
 }
 
 /// One message the sink accepted (replied 250 to the end of DATA).
@@ -253,7 +258,9 @@ impl SmtpSink {
     }
 
     /// Sleep this long before replying 250 to the end of DATA (the message
-    /// is recorded after the sleep, just before the reply).
+    /// is recorded after the sleep, just before the reply): a relay slow
+    /// only to answer the final dot. The message is recorded even if the
+    /// client gave up meanwhile, as a real relay would have queued it.
     pub fn set_delay(&self, d: Duration) {
         *lock(&self.inner.shared.delay) = d;
     }
@@ -371,12 +378,16 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) -> IoResult<(
             let tls = shared.acceptor.accept(stream).await?;
             session.tls = true;
             let mut io = BufReader::new(tls);
-            reply(&mut io, "220 localhost ESMTP test sink ready").await?;
+            if !greet(&mut io, &shared).await? {
+                return Ok(());
+            }
             serve(&mut io, &shared, &mut session).await?;
         }
         TlsMode::None | TlsMode::StartTls => {
             let mut io = BufReader::new(stream);
-            reply(&mut io, "220 localhost ESMTP test sink ready").await?;
+            if !greet(&mut io, &shared).await? {
+                return Ok(());
+            }
             if serve(&mut io, &shared, &mut session).await? == Outcome::StartTls {
                 // Anything the client pipelined after STARTTLS is discarded,
                 // as RFC 3207 requires.
@@ -393,6 +404,20 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) -> IoResult<(
     }
     Ok(())
 }
+
+/// The greeting: 220, or 421 and the end of the connection (false) while
+/// [`Fault::ServiceUnavailable`] is on.
+async fn greet<S: AsyncWrite + Unpin>(io: &mut S, shared: &Shared) -> IoResult<bool> {
+    if *lock(&shared.fault) == Fault::ServiceUnavailable {
+        reply(io, SERVICE_UNAVAILABLE).await?;
+        let _ = io.shutdown().await;
+        return Ok(false);
+    }
+    reply(io, "220 localhost ESMTP test sink ready").await?;
+    Ok(true)
+}
+
+const SERVICE_UNAVAILABLE: &str = "421 4.3.2 Service not available, closing transmission channel";
 
 /// Per-connection protocol state.
 #[derive(Default)]
@@ -499,6 +524,11 @@ where
                     reply(io, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
                     continue;
                 };
+                if *lock(&shared.fault) == Fault::ServiceUnavailable {
+                    reply(io, SERVICE_UNAVAILABLE).await?;
+                    let _ = io.shutdown().await;
+                    return Ok(Outcome::Closed);
+                }
                 if !session.greeted {
                     reply(io, "503 5.5.1 Send EHLO/HELO first").await?;
                 } else if auth_required && !session.authenticated {
