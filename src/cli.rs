@@ -58,6 +58,9 @@ pub enum Command {
     /// Hook events (suspensions, releases, validations, expiries).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Counts for dashboards: contacts by status, bounced addresses, domains
+    /// waiting and suspended, the oldest pending link, the last sweep.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +309,7 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             .events(pending, max_items, marker.as_deref())
             .await?
             .to_json()),
+        Command::Stats => to_json(&v.stats().await?),
         Command::Domain(DomainCommand::Reachability { name }) => {
             to_json(&v.reachability(&name).await?)
         }

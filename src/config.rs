@@ -242,6 +242,8 @@ pub struct HttpSettings {
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies), for the
     /// client address recorded as evidence of a confirmation.
     pub trusted_proxies: Vec<String>,
+    /// Serve `/metrics` (Prometheus text format, no token).
+    pub metrics: bool,
 }
 
 impl Default for HttpSettings {
@@ -253,6 +255,7 @@ impl Default for HttpSettings {
             api_token: String::new(),
             max_body_bytes: 64 * 1024,
             trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+            metrics: true,
         }
     }
 }

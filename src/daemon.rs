@@ -80,6 +80,11 @@ pub async fn run(verifier: Verifier) -> Result<()> {
             }
         })
     });
+    // The gauges by state and the last success, before the first sweep.
+    if let Err(e) = crate::metrics::global().start(&verifier.store).await {
+        tracing::warn!(event = "metrics_refresh_failed", error = %e,
+            "cannot read the counts by state for /metrics; the next sweep retries");
+    }
     tracing::info!(event = "daemon_started", listen = %settings.http.listen, http = settings.http.enabled,
         schedule = %settings.schedule.sweep, backend = verifier.store.backend(), "contact-verifier running");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -160,15 +165,41 @@ async fn sweep_loop(
                     break;
                 }
                 busy.store(true, Ordering::SeqCst);
-                if let Err(e) = verifier.sweep(false, &stop).await {
-                    // The database or relay went away: log and wait for the
-                    // next tick; the daemon keeps running.
-                    tracing::error!(event = "sweep_failed", error_code = e.code.as_str(), error = %e,
-                        "sweep failed; the next tick retries");
-                }
+                sweep_once(&verifier, &stop).await;
                 busy.store(false, Ordering::SeqCst);
             }
             _ = stopped.wait() => break,
+        }
+    }
+}
+
+/// One scheduled sweep: counted in the metrics, the gauges by state
+/// refreshed after it, and a failure logged as `sweep_failed` (ERROR), which
+/// log-based alerting matches.
+async fn sweep_once(verifier: &Verifier, stop: &StopSignal) {
+    let started = std::time::Instant::now();
+    let result = verifier.sweep(false, stop).await;
+    let metrics = crate::metrics::global();
+    metrics.sweep(
+        result.is_ok(),
+        started.elapsed(),
+        verifier.now().timestamp(),
+    );
+    match result {
+        Ok(_) => {
+            if let Err(e) = metrics.refresh(&verifier.store).await {
+                tracing::warn!(event = "metrics_refresh_failed", error = %e,
+                    "cannot read the counts by state for /metrics; the next sweep retries");
+            }
+        }
+        Err(e) => {
+            if e.code == crate::ErrorCode::Unavailable {
+                metrics.database(false);
+            }
+            // The database or relay went away: log and wait for the next
+            // tick; the daemon keeps running.
+            tracing::error!(event = "sweep_failed", error_code = e.code.as_str(), error = %e,
+                "sweep failed; the next tick retries");
         }
     }
 }

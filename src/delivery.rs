@@ -184,6 +184,7 @@ impl Courier {
         let result = self
             .send(&s.claim.verification, notice, s.key.as_ref(), &s.domains)
             .await;
+        crate::metrics::global().sent(notice, &result);
         let mut note = s.claim.note;
         let now = self.clock.now();
         match &result {
@@ -258,7 +259,12 @@ impl Courier {
     }
 
     /// Writes a group of outcomes, retrying while the database is unavailable.
+    /// The retries end with the window, however long each failed attempt
+    /// waited for a connection (`database.acquire_timeout_secs`): a longer
+    /// outage fails the sweep (`sweep_failed`) instead of hiding behind
+    /// retries, and a stop's grace covers the window plus one attempt.
     async fn write_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut wait = FINAL_WRITE_FIRST_WAIT;
         let mut attempt = 0;
         loop {
@@ -268,9 +274,14 @@ impl Courier {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) if e.code == ErrorCode::Unavailable && attempt < FINAL_WRITE_RETRIES => {
+                Err(e)
+                    if e.code == ErrorCode::Unavailable
+                        && attempt < FINAL_WRITE_RETRIES
+                        && started.elapsed() < FINAL_WRITE_WINDOW =>
+                {
                     tracing::warn!(event = "state_write_retry", error = %e, "database unavailable; retrying the write of finished deliveries");
-                    tokio::time::sleep(wait).await;
+                    let left = FINAL_WRITE_WINDOW.saturating_sub(started.elapsed());
+                    tokio::time::sleep(wait.min(left)).await;
                     wait *= 2;
                     attempt += 1;
                 }

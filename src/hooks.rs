@@ -103,6 +103,7 @@ impl Hooks {
                         .finish_event(event.seq, &self.owner, self.clock.now(), None)
                         .await?
                     {
+                        crate::metrics::global().hook_delivery(true);
                         round.delivered += 1;
                         tracing::info!(event = "hook_delivered", event_id = %event.id,
                             event_type = %event.kind, attempts = event.attempts + 1,
@@ -117,6 +118,7 @@ impl Hooks {
                         .finish_event(event.seq, &self.owner, self.clock.now(), Some((&error, at)))
                         .await?;
                     round.failed += 1;
+                    crate::metrics::global().hook_delivery(false);
                     tracing::warn!(event = "hook_failed", event_id = %event.id,
                         event_type = %event.kind, attempts = event.attempts + 1,
                         error = %mask_addresses(&error), retry_in_secs = wait.as_secs(),

@@ -20,6 +20,8 @@
 //! | scheduled sweeps, signals, graceful shutdown, sd_notify | [`daemon`] |
 //! | configuration keys, defaults and validation | [`config`] |
 //! | JSON log lines with a stable `event` | [`telemetry`] |
+//! | Prometheus metrics (`/metrics`), the SMTP and database state `/healthz` reports | [`metrics`] |
+//! | `stats`: counts by state, oldest pending link, last sweep | `service/stats.rs`, `store/stats.rs` |
 //! | SMTP transport and templates | [`mail`] |
 
 pub mod api;
@@ -32,6 +34,7 @@ pub mod domain;
 pub mod error;
 pub mod hooks;
 pub mod mail;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod sweep;

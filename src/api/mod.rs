@@ -1,9 +1,11 @@
 //! The HTTP API of CONTRACT section 5: `/v1` JSON endpoints behind a bearer
-//! token, the confirmation pages under `/verify`, and `/healthz`; with
-//! `aws.enabled`, the AWS-compatible endpoint of section 11 at `POST /`.
+//! token, the confirmation pages under `/verify`, and `/healthz` and
+//! `/metrics` (section 10, `monitoring.rs`); with `aws.enabled`, the
+//! AWS-compatible endpoint of section 11 at `POST /`.
 
 mod aws;
 mod client;
+mod monitoring;
 mod pages;
 mod sigv4;
 mod v1;
@@ -15,7 +17,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
@@ -50,29 +51,18 @@ pub fn router(verifier: Verifier) -> Router {
         trusted_proxies: trusted.into(),
         verifier,
     };
-    let v1 = v1::routes().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        require_bearer_token,
-    ));
+    let serve_metrics = state.verifier.settings.http.metrics;
+    let v1 = v1::routes().merge(monitoring::v1_routes()).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), require_bearer_token),
+    );
     let app = Router::new()
         .nest("/v1", v1)
         .merge(pages::routes())
-        .route("/healthz", get(healthz))
+        .merge(monitoring::routes(serve_metrics))
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
         .layer(axum::extract::DefaultBodyLimit::max(limit));
     // `POST /`: the AWS-compatible endpoint, when `aws.enabled`.
     aws::mount(app, &state.verifier).with_state(state)
-}
-
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.verifier.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "message": e.message})),
-        )
-            .into_response(),
-    }
 }
 
 /// Checks `Authorization: Bearer <http.api_token>` in constant time.

@@ -82,8 +82,13 @@ impl Verifier {
     /// operations settled in the same transaction, with evidence of who
     /// confirmed. Confirming again is a success that changes nothing.
     pub async fn confirm_from(&self, token: &str, client: ClientInfo) -> Result<Confirmation> {
+        use crate::metrics::{global, ConfirmOutcome};
         for _ in 0..RACE_ATTEMPTS {
-            let check = self.check_link(token).await?;
+            let check = self.check_link(token).await.inspect_err(|e| {
+                if let Some(outcome) = ConfirmOutcome::of_error(e) {
+                    global().confirmation(outcome);
+                }
+            })?;
             let mut v = check.verification;
             if !check.already_confirmed {
                 let now = self.now();
@@ -106,6 +111,11 @@ impl Verifier {
                 };
                 self.log_validated(&v, &done);
             }
+            global().confirmation(if check.already_confirmed {
+                ConfirmOutcome::Already
+            } else {
+                ConfirmOutcome::Confirmed
+            });
             return Ok(Confirmation {
                 details: self.details(&check.contact).await?,
                 already_confirmed: check.already_confirmed,

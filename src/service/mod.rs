@@ -15,6 +15,7 @@ mod markers;
 mod operations;
 mod resend;
 pub mod shapes;
+mod stats;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use confirm::ClientInfo;
 use markers::Markers;
 pub use operations::OperationsPage;
 pub use shapes::*;
+pub use stats::{ContactCounts, LastSweep, Stats};
 
 /// How a caller names a contact: by handle or by address.
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ mod operations;
 mod postgres;
 pub mod records;
 mod sqlite;
+mod stats;
 mod verifications;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +45,7 @@ pub use deliveries::{Claim, Outcome};
 pub use events::NextEvent;
 pub use operations::{OperationCursor, OperationFilter};
 pub use records::*;
+pub use stats::{StateCounts, SweepRecord};
 pub use verifications::VerificationWrite;
 
 /// A connection pool to one of the supported databases.
@@ -224,9 +226,14 @@ impl Store {
             });
             tx.rollback().await
         };
-        probe
-            .await
-            .map_err(|e| Error::unavailable(format!("database unavailable: {}", e.message)))
+        probe.await.map_err(|e| {
+            // Connection failures already say "database unavailable: ".
+            if e.message.starts_with("database unavailable") {
+                Error::unavailable(e.message)
+            } else {
+                Error::unavailable(format!("database unavailable: {}", e.message))
+            }
+        })
     }
 
     pub async fn close(&self) {

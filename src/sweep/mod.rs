@@ -193,6 +193,12 @@ impl Sweeper {
             };
         }
         summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if courier.is_some() {
+            // What `stats` shows as LastSweep.
+            let json = serde_json::to_string(&summary)
+                .map_err(|e| Error::internal(format!("cannot encode the sweep summary: {e}")))?;
+            self.store.record_sweep(self.clock.now(), &json).await?;
+        }
         tracing::info!(
             event = "sweep_finished",
             stopped_early = stop.is_stopped(),
