@@ -551,6 +551,11 @@ both_backends!(
             s.get("database_up") == Some(1.0)
         })
         .await;
+        // The probes cut short during the outage left no connection holding
+        // a transaction: writes go through, and the next sweep mails.
+        add(&d, "DNA-2", "b@example.com", &["b.com"]).await;
+        let mails = sink.wait_for(2, WAIT).await;
+        assert_eq!(mails[1].to, ["b@example.com"]);
         drop(d);
         sink.stop().await;
         db.cleanup().await;
