@@ -288,7 +288,7 @@ both_backends!(
 
         // An expired link: a Pending address whose key runs out in seconds
         // is reminded (day 55) by the daemon, then its link is posted late.
-        let issued = Utc::now() - chrono::Duration::days(60) + chrono::Duration::seconds(6);
+        let issued = Utc::now() - chrono::Duration::days(60) + chrono::Duration::seconds(10);
         let line = json!({"external_id": "DNA-5", "email": "e@example.com",
             "domains": ["e.com"], "status": "Pending",
             "key_issued_at": rfc3339(issued), "last_notification_at": rfc3339(issued)});
