@@ -168,9 +168,13 @@ impl Hooks {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Its own process group, so that a timeout kills the hook and
+            // everything it started, not just the shell (dash forks).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start hooks.command: {e}"))?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok());
         let mut stdin = child.stdin.take();
         let body = format!("{}\n", event.payload);
         let run = async {
@@ -181,7 +185,17 @@ impl Hooks {
             drop(stdin);
             child.wait_with_output().await
         };
-        match tokio::time::timeout(self.timeout, run).await {
+        let finished = tokio::time::timeout(self.timeout, run).await;
+        if finished.is_err() {
+            if let Some(pgid) = group {
+                // SAFETY: kill(2) with a negative pid signals that process
+                // group only; the group is the hook's own, made above.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+            }
+        }
+        match finished {
             Err(_) => Err(format!(
                 "hooks.command did not finish within {} s and was killed",
                 self.timeout.as_secs()

@@ -655,22 +655,19 @@ both_backends!(
     }
 );
 
-// src/hooks.rs runs `/bin/sh -c <command>` and, at the timeout, kills only
-// that shell (`kill_on_drop`): the hook program it started, and whatever the
-// hook runs, keep running after the failure is recorded, and the retry 10 s
-// later can run beside them.
+// At the timeout the hook's whole process group is killed: the program
+// `/bin/sh -c` started and whatever it runs, so that the retry 10 s later
+// never runs beside a late copy.
 mod a_hook_hanging_past_the_timeout_is_killed {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "bug: src/hooks.rs:161-182 (run_command) kills only the /bin/sh it spawned (kill_on_drop); the hook program and its children keep running"]
     async fn sqlite() {
         let db = TestDb::new(Backend::Sqlite).await.unwrap();
         run(db).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "bug: src/hooks.rs:161-182 (run_command) kills only the /bin/sh it spawned (kill_on_drop); the hook program and its children keep running"]
     async fn postgres() {
         if let Some(db) = TestDb::new(Backend::Postgres).await {
             run(db).await;
