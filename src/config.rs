@@ -608,6 +608,9 @@ impl Settings {
             suspend_after: (self.suspension.after_days > 0)
                 .then(|| days(self.suspension.after_days)),
             hooks_configured: !self.hooks.command.is_empty() || !self.hooks.url.is_empty(),
+            send_bound: secs(self.smtp.timeout_secs + self.smtp.data_timeout_secs)
+                + chrono::Duration::from_std(crate::delivery::FINAL_WRITE_WINDOW)
+                    .unwrap_or_default(),
         }
     }
 

@@ -128,20 +128,16 @@ async fn two_sweeps_with_a_slow_relay_mail_each_address_once(db: TestDb) {
     db.cleanup().await;
 }
 
-// Written out rather than with both_backends!, which cannot mark both
-// variants ignored.
 mod two_sweeps_with_a_slow_relay_mail_each_address_once {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "bug: a chunk of 32 is claimed at once (src/sweep/notify.rs:86, src/delivery.rs:138) but sent 4 at a time (src/delivery.rs:165) under one lease that src/config.rs:488 sizes for one send; the chunk's tail is sent after its claim ran out, when another sweep has claimed it too: 20 of 40 addresses mailed twice"]
     async fn sqlite() {
         let db = TestDb::new(common::Backend::Sqlite).await.unwrap();
         two_sweeps_with_a_slow_relay_mail_each_address_once(db).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "bug: a chunk of 32 is claimed at once (src/sweep/notify.rs:86, src/delivery.rs:138) but sent 4 at a time (src/delivery.rs:165) under one lease that src/config.rs:488 sizes for one send; the chunk's tail is sent after its claim ran out, when another sweep has claimed it too: 20 of 40 addresses mailed twice"]
     async fn postgres() {
         if let Some(db) = TestDb::new(common::Backend::Postgres).await {
             two_sweeps_with_a_slow_relay_mail_each_address_once(db).await;

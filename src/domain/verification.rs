@@ -71,6 +71,9 @@ pub struct Policy {
     /// Whether a hook is configured: without one, events count as delivered
     /// when written.
     pub hooks_configured: bool,
+    /// The longest one email can hold its connection: the command and data
+    /// timeouts plus the retries of its outcome's write.
+    pub send_bound: Duration,
 }
 
 impl Default for Policy {
@@ -84,6 +87,7 @@ impl Default for Policy {
             claim_lease: Duration::seconds(300),
             suspend_after: Some(Duration::days(15)),
             hooks_configured: false,
+            send_bound: Duration::seconds(30 + 600 + 63),
         }
     }
 }

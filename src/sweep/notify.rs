@@ -81,9 +81,7 @@ pub(super) async fn execute(
             Err(e) => done.item_failed(&e),
         }
     }
-    // Chunks keep claims few (one transaction each) yet small enough that
-    // several workers share a backlog and a stop waits for little.
-    let chunk = (concurrency * 8).max(16);
+    let chunk = chunk_size(concurrency, p);
     let mut sends = plan.sends;
     while !sends.is_empty() {
         if stop.is_stopped() {
@@ -117,6 +115,18 @@ impl Notified {
         self.failed += 1;
         tracing::error!(event = "sweep_item_failed", error = %e, "one address could not be processed");
     }
+}
+
+/// How many addresses to claim at once. One claim covers a whole chunk, and
+/// the chunk goes out `concurrency` at a time, so it must be small enough
+/// that its last email is sent and recorded before the claim's lease runs
+/// out even if every send takes its full bound; else another sweep could
+/// take the address and mail it too. Bigger chunks mean fewer transactions.
+fn chunk_size(concurrency: usize, p: &Policy) -> usize {
+    let lease = p.claim_lease.num_seconds().max(1);
+    let per_round = p.send_bound.num_seconds().max(1);
+    let rounds = usize::try_from(lease / per_round).unwrap_or(1).clamp(1, 8);
+    concurrency.max(1) * rounds
 }
 
 fn count_sent(summary: &mut SweepSummary, notice: Notice) {
@@ -158,6 +168,28 @@ mod tests {
         let mut summary = SweepSummary::default();
         plan.count(&mut summary);
         assert_eq!((summary.initial_sent, summary.reminders_sent), (1, 1));
+    }
+
+    #[test]
+    fn a_chunk_goes_out_within_its_claims_lease_even_at_the_slowest() {
+        let slow = Policy {
+            claim_lease: Duration::seconds(900),
+            send_bound: Duration::seconds(693),
+            ..Policy::default()
+        };
+        assert_eq!(chunk_size(4, &slow), 4, "one round of 4 sends per lease");
+        let fast = Policy {
+            claim_lease: Duration::seconds(900),
+            send_bound: Duration::seconds(100),
+            ..Policy::default()
+        };
+        assert_eq!(chunk_size(4, &fast), 32, "eight rounds fit, and no more");
+        let tight = Policy {
+            claim_lease: Duration::seconds(4),
+            send_bound: Duration::seconds(67),
+            ..Policy::default()
+        };
+        assert_eq!(chunk_size(4, &tight), 4);
     }
 
     #[test]
