@@ -18,6 +18,8 @@ pub enum VerificationWrite<'a> {
     /// The row as read at `version`, changed: written only if nobody else
     /// wrote it since (returns whether it was written).
     Update(&'a Verification),
+    /// As `Update`, and the address counts as due from now (it was dormant).
+    Redue(&'a Verification),
     /// The row as read at `version`, removed under the same condition.
     Remove(&'a Verification),
 }
@@ -42,14 +44,20 @@ impl Tx {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected(),
-            VerificationWrite::Update(v) => {
+            VerificationWrite::Update(v) | VerificationWrite::Redue(v) => {
                 let key = v.key.as_ref();
+                // An address already due keeps the moment it became due
+                // (NextNotificationDate does not move with every write);
+                // `Redue` restarts it.
+                let keep_due_since = matches!(write, VerificationWrite::Update(_));
                 sqlx::query(
                     "UPDATE verifications SET email = $2, status = $3, key_id = $4, key_issued_at = $5, \
                      key_expires_at = $6, last_notification_at = $7, reminder_day_covered = $8, \
                      expiry_notice_owed = $9, failures = $10, retry_at = $11, claim_owner = $12, \
-                     claim_until = $13, validated_at = $14, due_at = $15, version = version + 1, \
-                     updated_at = $16 WHERE email_key = $1 AND version = $17",
+                     claim_until = $13, validated_at = $14, \
+                     due_at = CASE WHEN $18 AND $15 <= $16 AND due_at IS NOT NULL AND due_at <= $15 \
+                         THEN due_at ELSE $15 END, \
+                     version = version + 1, updated_at = $16 WHERE email_key = $1 AND version = $17",
                 )
                 .bind(v.email_key.as_str())
                 .bind(v.email.as_str())
@@ -68,6 +76,7 @@ impl Tx {
                 .bind(v.next_due_at(now, policy))
                 .bind(now)
                 .bind(v.version)
+                .bind(keep_due_since)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected()
