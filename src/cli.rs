@@ -126,7 +126,12 @@ pub enum ContactCommand {
     /// ResendContactVerificationNotice: send the verification email now.
     Resend(SelectorArgs),
     /// Confirm with a link's token, as the link does.
-    Confirm { token: String },
+    Confirm {
+        /// The token, or the whole link as copied from the email (older
+        /// tokens may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
     /// The contact's notification records, newest first.
     Notifications(SelectorArgs),
     /// Manual verification: make the address Validated, recording who and why.
@@ -150,6 +155,24 @@ pub enum ContactCommand {
     },
     /// The address's evidence records, newest first.
     Evidence(SelectorArgs),
+    /// Contacts in ExternalId order, a page at a time.
+    List {
+        /// Only contacts whose address has this status.
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        /// Only the registrant of this domain.
+        #[arg(long, value_name = "NAME")]
+        domain: Option<String>,
+        /// Only contacts with a suspended domain.
+        #[arg(long)]
+        suspended: bool,
+        /// Items per page (1-1000, default 100).
+        #[arg(long, value_name = "N")]
+        max_items: Option<i64>,
+        /// The NextPageMarker of the previous page.
+        #[arg(long, value_name = "M")]
+        marker: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,12 +198,18 @@ pub enum OperationCommand {
     },
     /// GetOperationDetail.
     Show { id: String },
-    /// List operations, newest first.
+    /// List operations, newest first, a page at a time.
     List {
         #[arg(long, value_name = "NAME")]
         domain: Option<String>,
         #[arg(long, value_name = "FLAG")]
         status_flag: Option<String>,
+        /// Items per page (1-1000, default 100).
+        #[arg(long, value_name = "N")]
+        max_items: Option<i64>,
+        /// The NextPageMarker of the previous page.
+        #[arg(long, value_name = "M")]
+        marker: Option<String>,
     },
 }
 
@@ -291,6 +320,22 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             ContactCommand::Reverify { who, reason } => {
                 to_json(&v.reverify(&who.selector()?, &reason).await?)
             }
+            ContactCommand::List {
+                status,
+                domain,
+                suspended,
+                max_items,
+                marker,
+            } => Ok(v
+                .list_contacts(
+                    status.as_deref(),
+                    domain.as_deref(),
+                    suspended,
+                    max_items,
+                    marker.as_deref(),
+                )
+                .await?
+                .to_json()),
             ContactCommand::Evidence(sel) => {
                 let records = v.evidence(&sel.selector()?).await?;
                 Ok(json!({ "Evidence": records }))
@@ -329,12 +374,17 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             OperationCommand::List {
                 domain,
                 status_flag,
-            } => {
-                let ops = v
-                    .operations(domain.as_deref(), status_flag.as_deref())
-                    .await?;
-                Ok(json!({ "Operations": ops }))
-            }
+                max_items,
+                marker,
+            } => Ok(v
+                .operations(
+                    domain.as_deref(),
+                    status_flag.as_deref(),
+                    max_items,
+                    marker.as_deref(),
+                )
+                .await?
+                .to_json()),
         },
     }
 }

@@ -21,10 +21,24 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // The contract wants one line: clap's first line, without its own prefix.
+            // The contract wants one line: clap's message and its tip ("a
+            // similar subcommand exists"), without clap's prefixes and usage.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            let msg = first.strip_prefix("error: ").unwrap_or(first);
+            let msg: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("Usage:")
+                        && !l.starts_with("For more information")
+                })
+                .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+                .collect();
+            let msg = if msg.is_empty() {
+                "bad arguments".to_string()
+            } else {
+                msg.join("; ")
+            };
             eprintln!("error: InvalidInput: {msg}");
             return exit(ErrorCode::InvalidInput);
         }

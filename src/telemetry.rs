@@ -23,7 +23,12 @@ use crate::config::{LogFormat, LogSettings};
 pub fn init(settings: &LogSettings) {
     // The scheduler crate logs its own bookkeeping at INFO; keep it to
     // warnings unless asked for explicitly.
-    let configured = format!("{},tokio_cron_scheduler=warn", settings.level);
+    // Postgres notices (e.g. "relation _sqlx_migrations already exists,
+    // skipping" at every start) are not ours to report.
+    let configured = format!(
+        "{},tokio_cron_scheduler=warn,sqlx::postgres::notice=warn",
+        settings.level
+    );
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&configured))
         .unwrap_or_else(|_| EnvFilter::new("info"));

@@ -9,7 +9,12 @@ use serde_json::json;
 
 both_backends!(migrate_applies_once_then_nothing, |db: TestDb| async move {
     let bin = Bin::new(&db);
-    assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": 3}));
+    // Every migration shipped, once: as many as there are files.
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    assert!(shipped >= 3);
+    assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": shipped}));
     assert_eq!(bin.run(&["migrate"]).ok(), json!({"applied": 0}));
     db.cleanup().await;
 });
@@ -478,7 +483,7 @@ both_backends!(
             .err(2, "InvalidInput");
         assert_eq!(
             bin.run(&["operation", "list"]).ok(),
-            json!({"Operations": []})
+            json!({"Operations": [], "NextPageMarker": null})
         );
         db.cleanup().await;
     }

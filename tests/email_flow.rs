@@ -589,7 +589,14 @@ async fn futures_snapshot(app: &App) -> Vec<String> {
         let n = app.v.notifications(&by_id(id)).await.unwrap().len();
         out.push(format!("{} {n}", serde_json::to_string(&d).unwrap()));
     }
-    out.push(serde_json::to_string(&app.v.operations(None, None).await.unwrap()).unwrap());
+    out.push(
+        app.v
+            .operations(None, None, Some(1000), None)
+            .await
+            .unwrap()
+            .to_json()
+            .to_string(),
+    );
     out
 }
 

@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/contacts/verify", post(verify))
         .route("/contacts/reverify", post(reverify))
         .route("/contacts/evidence", get(contact_evidence))
+        .route("/contacts/notifications", get(contact_notifications))
         .route("/evidence", get(export_evidence))
         .route("/domains/{name}", get(domain_show))
         .route("/events", get(list_events))
@@ -62,9 +63,46 @@ struct ContactQuery {
     email: Option<String>,
 }
 
-async fn get_contact(State(s): State<AppState>, ApiQuery(q): ApiQuery<ContactQuery>) -> ApiResult {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactsQuery {
+    #[serde(rename = "externalId")]
+    external_id: Option<String>,
+    email: Option<String>,
+    status: Option<String>,
+    domain: Option<String>,
+    suspended: Option<bool>,
+    #[serde(rename = "maxItems")]
+    max_items: Option<i64>,
+    marker: Option<String>,
+}
+
+/// GetDetails with `externalId` or `email`; else `contact list`.
+async fn get_contact(State(s): State<AppState>, ApiQuery(q): ApiQuery<ContactsQuery>) -> ApiResult {
+    if q.external_id.is_some() || q.email.is_some() {
+        let selector = ContactSelector::from_parts(q.external_id.as_deref(), q.email.as_deref())?;
+        return json(&s.verifier.show_contact(&selector).await?);
+    }
+    let page = s
+        .verifier
+        .list_contacts(
+            q.status.as_deref(),
+            q.domain.as_deref(),
+            q.suspended.unwrap_or(false),
+            q.max_items,
+            q.marker.as_deref(),
+        )
+        .await?;
+    Ok(Json(page.to_json()))
+}
+
+async fn contact_notifications(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<ContactQuery>,
+) -> ApiResult {
     let selector = ContactSelector::from_parts(q.external_id.as_deref(), q.email.as_deref())?;
-    json(&s.verifier.show_contact(&selector).await?)
+    let records = s.verifier.notifications(&selector).await?;
+    Ok(Json(json!({ "operations": records })))
 }
 
 #[derive(Deserialize)]
@@ -115,17 +153,25 @@ struct OperationsQuery {
     domain: Option<String>,
     #[serde(rename = "statusFlag")]
     status_flag: Option<String>,
+    #[serde(rename = "maxItems")]
+    max_items: Option<i64>,
+    marker: Option<String>,
 }
 
 async fn list_operations(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<OperationsQuery>,
 ) -> ApiResult {
-    let ops = s
+    let page = s
         .verifier
-        .operations(q.domain.as_deref(), q.status_flag.as_deref())
+        .operations(
+            q.domain.as_deref(),
+            q.status_flag.as_deref(),
+            q.max_items,
+            q.marker.as_deref(),
+        )
         .await?;
-    Ok(Json(json!({ "Operations": ops })))
+    Ok(Json(page.to_json()))
 }
 
 #[derive(Deserialize)]

@@ -29,10 +29,16 @@ const CONTEXT: &[u8] = b"contact-verifier/link/v1\0";
 pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
+    /// A new id. Its link token never starts with `-` (base64url's 62 in
+    /// the first six bits), which command lines take for an option.
     pub fn generate() -> Self {
         let mut b = [0u8; KEY_ID_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut b);
-        KeyId(b)
+        loop {
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            if b[0] >> 2 != 62 {
+                return KeyId(b);
+            }
+        }
     }
 
     /// The text stored in the database (lowercase hex).
@@ -124,8 +130,14 @@ pub struct VerificationToken {
 }
 
 impl VerificationToken {
+    /// A token, or the whole link as copied from the email (the last path
+    /// segment, without query or fragment, quotes or angle brackets).
     pub fn parse(input: &str) -> Result<Self> {
-        let s = input.trim();
+        let s = input
+            .trim()
+            .trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\''));
+        let s = s.split(['?', '#']).next().unwrap_or(s);
+        let s = s.trim_end_matches('/').rsplit('/').next().unwrap_or(s);
         let invalid = || Error::invalid("the verification link is incomplete or malformed");
         if s.len() != 64 {
             return Err(invalid());
@@ -205,6 +217,27 @@ mod tests {
         let tampered: String = chars.into_iter().collect();
         let parsed = VerificationToken::parse(&tampered).unwrap();
         assert!(!secret().verify(&parsed, &addr_key("a@example.com")));
+    }
+
+    #[test]
+    fn the_whole_link_as_copied_reads_as_its_token() {
+        let t = secret().token_for(&KeyId::generate(), &addr_key("a@example.com"));
+        for copied in [
+            format!("https://registrar.example/verify/{}", t.expose()),
+            format!("<https://registrar.example/verify/{}/>", t.expose()),
+            format!(" http://127.0.0.1:8080/verify/{}?utm=x#top\n", t.expose()),
+        ] {
+            assert_eq!(VerificationToken::parse(&copied).unwrap(), t, "{copied}");
+        }
+    }
+
+    #[test]
+    fn new_tokens_never_start_with_a_hyphen() {
+        let s = secret();
+        for _ in 0..2000 {
+            let t = s.token_for(&KeyId::generate(), &addr_key("a@example.com"));
+            assert!(!t.expose().starts_with('-'));
+        }
     }
 
     #[test]

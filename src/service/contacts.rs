@@ -3,7 +3,7 @@
 
 use super::{ContactDetails, ContactSelector, Verifier};
 use crate::domain::{mask_email, ContactEmail, ExternalId, Status};
-use crate::store::{ContactRecord, ContactUpsert, NotificationRecord};
+use crate::store::{ContactFilter, ContactRecord, ContactUpsert, NotificationRecord};
 use crate::{Error, Result};
 
 const MAX_LISTED_NOTIFICATIONS: i64 = 1000;
@@ -103,5 +103,75 @@ impl Verifier {
         self.store
             .notifications(&contact.email_key, MAX_LISTED_NOTIFICATIONS)
             .await
+    }
+}
+
+/// One page of `contact list`.
+#[derive(Debug, Clone)]
+pub struct ContactsPage {
+    pub contacts: Vec<ContactDetails>,
+    pub next_page_marker: Option<String>,
+}
+
+impl ContactsPage {
+    /// `{"Contacts":[GetDetails...],"NextPageMarker":...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Contacts": self.contacts,
+            "NextPageMarker": self.next_page_marker,
+        })
+    }
+}
+
+impl Verifier {
+    /// `contact list`: contacts in ExternalId order, filtered, a page at a
+    /// time (default 100, at most 1000).
+    pub async fn list_contacts(
+        &self,
+        status: Option<&str>,
+        domain: Option<&str>,
+        suspended: bool,
+        max_items: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<ContactsPage> {
+        let filter = ContactFilter {
+            status: status.map(Status::parse).transpose()?,
+            domain: domain.map(|d| self.parse_domain(d)).transpose()?,
+            suspended,
+        };
+        let limit = super::markers::page_size(max_items)?;
+        let key = format!(
+            "status={};domain={};suspended={}",
+            filter.status.map(Status::as_str).unwrap_or(""),
+            filter.domain.as_ref().map(|d| d.as_str()).unwrap_or(""),
+            filter.suspended
+        );
+        let after = marker
+            .map(|m| self.markers.read("contacts", &key, m))
+            .transpose()?
+            .map(|id| ExternalId::parse(&id))
+            .transpose()?;
+        let mut rows = self
+            .store
+            .contacts_page(&filter, after.as_ref(), limit + 1)
+            .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_page_marker = match rows.last() {
+            Some(last) if more => Some(self.markers.issue(
+                "contacts",
+                &key,
+                last.external_id.as_str(),
+            )),
+            _ => None,
+        };
+        let mut contacts = Vec::with_capacity(rows.len());
+        for c in &rows {
+            contacts.push(self.details(c).await?);
+        }
+        Ok(ContactsPage {
+            contacts,
+            next_page_marker,
+        })
     }
 }

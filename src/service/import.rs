@@ -137,7 +137,13 @@ impl Verifier {
                     "line is longer than {MAX_IMPORT_LINE} bytes"
                 )))
             } else {
-                match std::str::from_utf8(&buf) {
+                // A file saved with a UTF-8 byte order mark starts with one.
+                let text = if line_no == 1 {
+                    buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf)
+                } else {
+                    &buf
+                };
+                match std::str::from_utf8(text) {
                     Err(_) => Err(Error::invalid("line is not UTF-8")),
                     Ok(text) if text.trim().is_empty() => continue,
                     Ok(text) => self.parse_import_line(text.trim()),

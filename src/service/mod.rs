@@ -32,6 +32,7 @@ use crate::sweep::{StopSignal, SweepSummary, Sweeper};
 use crate::{Error, ErrorCode, Result};
 pub use compliance::EventsPage;
 pub use confirm::ClientInfo;
+pub use contacts::ContactsPage;
 use markers::Markers;
 pub use operations::OperationsPage;
 pub use shapes::*;

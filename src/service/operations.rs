@@ -8,9 +8,6 @@ use crate::domain::{mask_email, DomainName, OperationStatus, OperationType, Stat
 use crate::store::{OperationCursor, OperationEffect, OperationFilter, OperationRecord};
 use crate::{Error, Result};
 
-/// Most operations one list returns, newest first.
-const MAX_LISTED_OPERATIONS: i64 = 1000;
-
 impl Verifier {
     /// GetContactReachabilityStatus.
     pub async fn reachability(&self, name: &str) -> Result<Reachability> {
@@ -131,17 +128,22 @@ impl Verifier {
             .ok_or_else(|| Error::not_found(format!("no operation with id {id}")))
     }
 
-    /// Operations, newest first, filtered by domain and/or flag.
+    /// `operation list`: newest first, filtered by domain and/or flag, a
+    /// page at a time (default 100, at most 1000).
     pub async fn operations(
         &self,
         domain: Option<&str>,
         flag: Option<&str>,
-    ) -> Result<Vec<OperationRecord>> {
-        let domain = domain.map(DomainName::parse).transpose()?;
-        let flag = flag.map(StatusFlag::parse).transpose()?;
-        self.store
-            .operations(domain.as_ref(), flag, MAX_LISTED_OPERATIONS)
-            .await
+        max_items: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<OperationsPage> {
+        let filter = OperationFilter {
+            domain: domain.map(DomainName::parse).transpose()?,
+            status_flag: flag.map(StatusFlag::parse).transpose()?,
+            ..OperationFilter::default()
+        };
+        let limit = super::markers::page_size(max_items)?;
+        self.operations_page(&filter, marker, limit).await
     }
 }
 
@@ -150,6 +152,16 @@ impl Verifier {
 pub struct OperationsPage {
     pub operations: Vec<OperationRecord>,
     pub next_page_marker: Option<String>,
+}
+
+impl OperationsPage {
+    /// `{"Operations":[...],"NextPageMarker":...}` (null on the last page).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Operations": self.operations,
+            "NextPageMarker": self.next_page_marker,
+        })
+    }
 }
 
 /// The list name page markers of operations are issued under.

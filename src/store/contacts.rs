@@ -16,6 +16,15 @@ use crate::domain::{
 };
 use crate::{Error, Result};
 
+/// What `contact list` filters by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    pub status: Option<Status>,
+    pub domain: Option<DomainName>,
+    /// Only contacts with a suspended domain.
+    pub suspended: bool,
+}
+
 const CONTACT_COLUMNS: &str = "external_id, email, email_key, created_at, updated_at";
 
 impl Store {
@@ -88,6 +97,33 @@ impl Store {
         })
     }
 
+    /// One page of contacts in `external_id` order after `after`, filtered
+    /// by their address's status, a domain they hold, and whether any of
+    /// their domains is suspended (keyset paging: no offset, any size).
+    pub async fn contacts_page(
+        &self,
+        filter: &ContactFilter,
+        after: Option<&ExternalId>,
+        limit: i64,
+    ) -> Result<Vec<ContactRecord>> {
+        with_pool!(self, pool, d => Ok(sqlx::query_as(
+            "SELECT c.external_id, c.email, c.email_key, c.created_at, c.updated_at \
+             FROM contacts c JOIN verifications v ON v.email_key = c.email_key \
+             WHERE c.external_id > $1 AND ($2 IS NULL OR v.status = $2) \
+               AND ($3 IS NULL OR EXISTS (SELECT 1 FROM domains dm \
+                   WHERE dm.contact_external_id = c.external_id AND dm.name = $3)) \
+               AND ($4 = FALSE OR EXISTS (SELECT 1 FROM domains dm \
+                   WHERE dm.contact_external_id = c.external_id AND dm.suspended)) \
+             ORDER BY c.external_id LIMIT $5")
+            .bind(after.map(ExternalId::as_str).unwrap_or(""))
+            .bind(filter.status.map(Status::as_str))
+            .bind(filter.domain.as_ref().map(DomainName::as_str))
+            .bind(filter.suspended)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// The registrant contact of a domain.
     pub async fn registrant(&self, domain: &DomainName) -> Result<Option<ContactRecord>> {
         with_pool!(self, pool, d => Ok(sqlx::query_as(
@@ -132,7 +168,7 @@ impl Tx {
         if was_dormant && !created {
             if let Some(v) = self.verification_for_update(&key).await? {
                 // Rewriting the row unchanged stores its due time afresh.
-                self.write_verification(VerificationWrite::Update(&v), now, policy)
+                self.write_verification(VerificationWrite::Redue(&v), now, policy)
                     .await?;
             }
         }

@@ -41,6 +41,7 @@ use crate::domain::verification::{Key, Status};
 use crate::domain::{ContactEmail, DomainName, EmailKey, ExternalId, KeyId};
 use crate::{Error, Result};
 pub use compliance::{OperationEffect, Validated, VOID_RESTARTED};
+pub use contacts::ContactFilter;
 pub use deliveries::{Claim, Outcome};
 pub use events::NextEvent;
 pub use operations::{OperationCursor, OperationFilter};

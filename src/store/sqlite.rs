@@ -30,6 +30,7 @@ pub async fn connect(s: &DatabaseSettings) -> Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(wait)
         .foreign_keys(true);
+    create_private(options.get_filename())?;
     SqlitePoolOptions::new()
         .max_connections(s.max_connections)
         // A ping before every acquire doubled the round trips of a sweep.
@@ -38,4 +39,27 @@ pub async fn connect(s: &DatabaseSettings) -> Result<SqlitePool> {
         .connect_with(options)
         .await
         .map_err(|e| Error::unavailable(format!("cannot open SQLite database {}: {e}", s.url)))
+}
+
+/// Creates a missing database file readable by its owner only (0600): it
+/// holds registrants' addresses. SQLite gives its -wal and -shm files the
+/// same mode.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::unavailable(format!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        ))),
+    }
 }
