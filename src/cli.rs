@@ -228,6 +228,10 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
 pub async fn execute(cli: Cli) -> Result<Option<Value>> {
     let settings = Arc::new(Settings::load(cli.config.as_deref())?);
     telemetry::init(&settings.log);
+    if let Some(path) = &settings.verification.secret_generated {
+        tracing::warn!(event = "secret_generated", path = %path.display(),
+            "no verification.secret is configured: generated one for the SQLite database (keep it; links stop working without it)");
+    }
     if let Command::CheckConfig = cli.command {
         return Ok(Some(settings.masked()));
     }

@@ -4,6 +4,7 @@
 //! are masked whenever the configuration is printed.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +137,10 @@ pub struct VerificationSettings {
     pub link_base_url: String,
     pub secret_file: String,
     pub secret: String,
+    /// Set when this run generated the SQLite default's secret file (logged
+    /// once the log is set up).
+    #[serde(skip)]
+    pub secret_generated: Option<PathBuf>,
     /// Lowercase TLDs (`com`, `xn--p1ai`); empty accepts every TLD.
     pub supported_tlds: Vec<String>,
 }
@@ -150,6 +155,7 @@ impl Default for VerificationSettings {
             link_base_url: "http://127.0.0.1:8080/verify".into(),
             secret_file: String::new(),
             secret: String::new(),
+            secret_generated: None,
             supported_tlds: Vec::new(),
         }
     }
@@ -166,9 +172,24 @@ pub enum SmtpTls {
     None,
 }
 
+/// Where mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// The SMTP relay (production).
+    Smtp,
+    /// Each message as an .eml file in `smtp.file_dir`: for trying the
+    /// product on a machine without a relay. Nothing reaches anyone.
+    File,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
+    /// "smtp" (the relay) or "file" (development: .eml files in `file_dir`).
+    pub transport: MailTransport,
+    /// The directory the file transport writes to (created if missing).
+    pub file_dir: String,
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
@@ -193,6 +214,8 @@ pub struct SmtpSettings {
 impl Default for SmtpSettings {
     fn default() -> Self {
         SmtpSettings {
+            transport: MailTransport::Smtp,
+            file_dir: "outbox".into(),
             host: "127.0.0.1".into(),
             port: 25,
             tls: SmtpTls::Starttls,
@@ -330,6 +353,7 @@ impl Settings {
             .map_err(|e| Error::config(format!("invalid configuration: {e}")))?;
         settings.resolve_secret_files()?;
         settings.validate()?;
+        settings.default_sqlite_secret()?;
         Ok(settings)
     }
 
@@ -438,6 +462,11 @@ impl Settings {
             }
         }
         let s = &self.smtp;
+        if s.transport == MailTransport::File && s.file_dir.trim().is_empty() {
+            return Err(Error::config(
+                "smtp.file_dir must name a directory when smtp.transport = \"file\"",
+            ));
+        }
         if s.host.trim().is_empty() {
             return Err(Error::config("smtp.host is empty"));
         }
@@ -582,6 +611,28 @@ impl Settings {
                 "aws.enabled needs http.enabled = true: the AWS endpoint is served on http.listen",
             ));
         }
+        Ok(())
+    }
+
+    /// With no link secret configured and a SQLite database (one host), the
+    /// secret is read from, or first generated into, a 0600 file next to
+    /// the database: a first run needs no setup, and every command on that
+    /// database signs links the same way. Postgres is shared by several
+    /// hosts, which must share one secret: there it stays an error.
+    fn default_sqlite_secret(&mut self) -> Result<()> {
+        if !self.verification.secret.is_empty() || !self.database.url.starts_with("sqlite:") {
+            return Ok(());
+        }
+        let db = sqlx::sqlite::SqliteConnectOptions::from_str(&self.database.url)
+            .map_err(|e| Error::config(format!("database.url is not a SQLite URL: {e}")))?;
+        let db_path = db.get_filename();
+        if db_path.as_os_str().is_empty() || db_path.to_str() == Some(":memory:") {
+            return Ok(());
+        }
+        let path = db_path.with_extension("secret");
+        let (secret, generated) = crate::domain::token::load_or_create_secret(&path)?;
+        self.verification.secret = secret;
+        self.verification.secret_generated = generated.then_some(path);
         Ok(())
     }
 

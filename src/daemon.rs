@@ -85,8 +85,20 @@ pub async fn run(verifier: Verifier) -> Result<()> {
         tracing::warn!(event = "metrics_refresh_failed", error = %e,
             "cannot read the counts by state for /metrics; the next sweep retries");
     }
+    let mail = match settings.smtp.transport {
+        crate::config::MailTransport::Smtp => format!(
+            "smtp://{}:{} ({:?})",
+            settings.smtp.host, settings.smtp.port, settings.smtp.tls
+        ),
+        crate::config::MailTransport::File => {
+            tracing::warn!(event = "mail_to_files", dir = %settings.smtp.file_dir,
+                "smtp.transport = \"file\": messages are written as .eml files, nobody receives them");
+            format!("file:{}", settings.smtp.file_dir)
+        }
+    };
     tracing::info!(event = "daemon_started", listen = %settings.http.listen, http = settings.http.enabled,
-        schedule = %settings.schedule.sweep, backend = verifier.store.backend(), "contact-verifier running");
+        schedule = %settings.schedule.sweep, backend = verifier.store.backend(), mail = %mail,
+        "contact-verifier running");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog();
 

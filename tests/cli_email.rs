@@ -55,15 +55,41 @@ both_backends!(
 );
 
 both_backends!(
-    sweep_without_a_secret_exits_78_naming_the_key,
+    without_a_secret_postgres_exits_78_and_sqlite_generates_one_next_to_the_database,
     |db: TestDb| async move {
         let app = App::new(db).await;
-        let line = app
+        let bin = app
             .bin()
             .with_env("CONTACT_VERIFIER__VERIFICATION__SECRET", "")
-            .run(&["sweep"])
-            .err(78, "Configuration");
-        assert!(line.contains("verification.secret"), "{line}");
+            .with_env("CONTACT_VERIFIER__LOG__LEVEL", "warn");
+        if app.db.backend == common::Backend::Postgres {
+            // Several hosts share a Postgres database: they must share one secret.
+            let line = bin.run(&["sweep"]).err(78, "Configuration");
+            assert!(line.contains("verification.secret"), "{line}");
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let first = bin.run(&["sweep"]);
+            assert_eq!(first.code, 0, "{}", first.stderr);
+            assert!(
+                first.stderr.contains("secret_generated"),
+                "{}",
+                first.stderr
+            );
+            let path = app.db.dir.path().join("cv.secret");
+            let secret = std::fs::read_to_string(&path).unwrap();
+            assert!(secret.trim().len() >= 32);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            // Later commands use the same secret and say nothing more.
+            let again = bin.run(&["sweep"]);
+            assert_eq!(again.code, 0, "{}", again.stderr);
+            assert!(
+                !again.stderr.contains("secret_generated"),
+                "{}",
+                again.stderr
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+        }
         app.done().await;
     }
 );

@@ -67,6 +67,57 @@ impl TryFrom<String> for KeyId {
     }
 }
 
+/// Reads a link secret file, or creates it (48 bytes from the OS RNG,
+/// base64, mode 0600) when it does not exist; returns the secret and
+/// whether it was created now. Two processes racing both end up with the
+/// file's one secret.
+pub fn load_or_create_secret(path: &std::path::Path) -> Result<(String, bool)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |path: &std::path::Path| -> Result<String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!(
+                "verification.secret: cannot read the generated secret {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(text.trim().to_string())
+    };
+    if path.exists() {
+        return Ok((read(path)?, false));
+    }
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let cannot = |what: &str, e: std::io::Error| {
+        Error::config(format!(
+            "verification.secret: none is configured, and the SQLite default's secret file \
+             {} cannot be {what}: {e}; set verification.secret_file",
+            path.display()
+        ))
+    };
+    // Written whole under a private name, then linked into place: a racing
+    // process sees either no file or the complete one.
+    let tmp = path.with_extension(format!("secret.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| cannot("created", e))?;
+    let written = f
+        .write_all(format!("{secret}\n").as_bytes())
+        .and_then(|_| f.sync_all());
+    drop(f);
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok((secret, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((read(path)?, false)),
+        Err(e) => Err(cannot("written", e)),
+    }
+}
+
 /// The server-side secret the MAC is keyed with (at least 32 bytes).
 #[derive(Clone)]
 pub struct TokenSecret(Vec<u8>);

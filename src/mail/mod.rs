@@ -15,7 +15,7 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
-use lettre::{Address, Message};
+use lettre::{Address, AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use pool::{Pool, PoolConfig, Security};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 
 pub use templates::{MailContext, Rendered, Templates};
 
-use crate::config::{SmtpSettings, SmtpTls};
+use crate::config::{MailTransport, SmtpSettings, SmtpTls};
 use crate::domain::{ContactEmail, Notice};
 use crate::{Error, Result};
 
@@ -105,9 +105,15 @@ fn extra_roots(s: &SmtpSettings) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// Where messages go: the relay, or files for development.
+enum Transport {
+    Smtp(Pool),
+    File(AsyncFileTransport<Tokio1Executor>, String),
+}
+
 /// The SMTP relay client with its pool of connections and the templates.
 pub struct Mailer {
-    pool: Pool,
+    transport: Transport,
     from: Mailbox,
     /// The envelope sender: where the relay returns bounces.
     return_path: Address,
@@ -167,6 +173,20 @@ impl Mailer {
         };
         let credentials = (!s.username.is_empty())
             .then(|| Credentials::new(s.username.clone(), s.password.clone()));
+        if s.transport == MailTransport::File {
+            std::fs::create_dir_all(&s.file_dir).map_err(|e| {
+                Error::config(format!("smtp.file_dir: cannot create {}: {e}", s.file_dir))
+            })?;
+            return Ok(Mailer {
+                transport: Transport::File(
+                    AsyncFileTransport::new(&s.file_dir),
+                    s.file_dir.clone(),
+                ),
+                from,
+                return_path,
+                templates: Templates::load(templates_dir)?,
+            });
+        }
         let pool = Pool::new(PoolConfig {
             host: s.host.clone(),
             port: s.port,
@@ -177,7 +197,7 @@ impl Mailer {
             data_timeout: Duration::from_secs(s.data_timeout_secs),
         });
         Ok(Mailer {
-            pool,
+            transport: Transport::Smtp(pool),
             from,
             return_path,
             templates: Templates::load(templates_dir)?,
@@ -186,7 +206,9 @@ impl Mailer {
 
     /// Closes the idle connections to the relay (QUIT).
     pub async fn close(&self) {
-        self.pool.close_idle().await;
+        if let Transport::Smtp(pool) = &self.transport {
+            pool.close_idle().await;
+        }
     }
 
     /// The sender's display name, for the templates.
@@ -223,6 +245,17 @@ impl Mailer {
             .map_err(|e| invalid(format!("cannot build the message: {e}")))?;
         let envelope = Envelope::new(Some(self.return_path.clone()), vec![to.address().clone()])
             .map_err(|e| invalid(format!("cannot build the envelope: {e}")))?;
-        self.pool.send(&envelope, &message.formatted()).await
+        match &self.transport {
+            Transport::Smtp(pool) => pool.send(&envelope, &message.formatted()).await,
+            Transport::File(files, dir) => files
+                .send_raw(&envelope, &message.formatted())
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError {
+                    code: "FileError".into(),
+                    permanent: false,
+                    detail: format!("cannot write the message into {dir}: {e}"),
+                }),
+        }
     }
 }
