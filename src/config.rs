@@ -348,6 +348,11 @@ impl Settings {
         let cfg = builder
             .build()
             .map_err(|e| Error::config(format!("cannot read configuration: {e}")))?;
+        let given: serde_json::Value = cfg
+            .clone()
+            .try_deserialize()
+            .map_err(|e| Error::config(format!("cannot read configuration: {e}")))?;
+        check_shape(&given, path.as_deref())?;
         let mut settings: Settings = cfg
             .try_deserialize()
             .map_err(|e| Error::config(format!("invalid configuration: {e}")))?;
@@ -503,8 +508,17 @@ impl Settings {
         })
         .map_err(|e| {
             Error::config(format!(
-                "schedule.sweep {:?} is not a cron expression with seconds: {e}",
+                "schedule.sweep {:?} is not a cron expression with seconds ({e}): it has six \
+                 fields, second minute hour day-of-month month day-of-week, e.g. \
+                 \"0 */5 * * * *\" for every five minutes",
                 self.schedule.sweep
+            ))
+        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            Error::config(format!(
+                "log.level {:?} is not a log filter ({e}): use a level (error, warn, info, \
+                 debug, trace) or directives such as \"info,contact_verifier=debug\"",
+                self.log.level
             ))
         })?;
         if s.data_timeout_secs == 0 {
@@ -525,10 +539,20 @@ impl Settings {
                 s.timeout_secs + s.data_timeout_secs
             )));
         }
-        self.http
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| Error::config(format!("http.listen is not an address:port: {e}")))?;
+        // An address:port, or a host name and port (localhost:8080).
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            let port_ok = self
+                .http
+                .listen
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(Error::config(format!(
+                    "http.listen {:?} is not an address:port or host:port (e.g. 127.0.0.1:8080)",
+                    self.http.listen
+                )));
+            }
+        }
         if self.http.max_body_bytes == 0 {
             return Err(Error::config("http.max_body_bytes must be at least 1"));
         }
@@ -630,6 +654,10 @@ impl Settings {
             return Ok(());
         }
         let path = db_path.with_extension("secret");
+        // No directory for the database: opening it fails next, and says so.
+        if path.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Ok(());
+        }
         let (secret, generated) = crate::domain::token::load_or_create_secret(&path)?;
         self.verification.secret = secret;
         self.verification.secret_generated = generated.then_some(path);
@@ -724,6 +752,101 @@ fn resolve_secret(key: &str, value: &mut String, file: &str, blank: Blank) -> Re
         };
     }
     *value = text.to_string();
+    Ok(())
+}
+
+/// Keys whose value is one of a fixed set, with that set.
+const ENUM_KEYS: &[(&str, &str, &[&str])] = &[
+    ("smtp", "tls", &["starttls", "tls", "none"]),
+    ("smtp", "transport", &["smtp", "file"]),
+    ("log", "format", &["json", "pretty"]),
+];
+
+/// Where a key's value came from, for error messages.
+fn origin(section: &str, key: &str, file: Option<&Path>) -> String {
+    let var = format!(
+        "{CONFIG_PREFIX}__{}__{}",
+        section.to_uppercase(),
+        key.to_uppercase()
+    );
+    if std::env::var_os(&var).is_some() {
+        format!("from the environment variable {var}")
+    } else if let Some(f) = file {
+        format!("in {}", f.display())
+    } else {
+        "from the built-in defaults".to_string()
+    }
+}
+
+const CONFIG_PREFIX: &str = "CONTACT_VERIFIER";
+
+/// Checks the configuration as given against the keys and types the
+/// product knows, before serde turns it into settings, so that an error
+/// names the key, where it came from and what is allowed: an unknown key
+/// (a typo in a file or an environment variable), a value outside an enum,
+/// a fraction or text where a whole number belongs.
+fn check_shape(given: &serde_json::Value, file: Option<&Path>) -> Result<()> {
+    use serde_json::Value;
+    let known = serde_json::to_value(Settings::default()).unwrap_or(Value::Null);
+    let (Some(given), Some(known)) = (given.as_object(), known.as_object()) else {
+        return Ok(());
+    };
+    for (section, values) in given {
+        let Some(known_section) = known.get(section).and_then(Value::as_object) else {
+            let sections: Vec<&str> = known.keys().map(String::as_str).collect();
+            let prefix = format!("{CONFIG_PREFIX}__{}__", section.to_uppercase());
+            let from = match std::env::vars().find(|(k, _)| k.starts_with(&prefix)) {
+                Some((var, _)) => format!("from the environment variable {var}"),
+                None => file
+                    .map(|f| format!("in {}", f.display()))
+                    .unwrap_or_default(),
+            };
+            return Err(Error::config(format!(
+                "unknown section [{section}] ({from}); the sections are: {}",
+                sections.join(", ")
+            )));
+        };
+        let Some(values) = values.as_object() else {
+            continue;
+        };
+        for (key, value) in values {
+            let at = || origin(section, key, file);
+            let Some(default) = known_section.get(key) else {
+                let keys: Vec<&str> = known_section.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "unknown key {section}.{key} ({}); the keys of [{section}] are: {}",
+                    at(),
+                    keys.join(", ")
+                )));
+            };
+            if let Some((_, _, allowed)) = ENUM_KEYS
+                .iter()
+                .find(|(s, k, _)| *s == section.as_str() && *k == key.as_str())
+            {
+                let text = value.as_str().unwrap_or_default();
+                if !allowed.contains(&text) {
+                    return Err(Error::config(format!(
+                        "{section}.{key} = {value} ({}) is not one of: {}",
+                        at(),
+                        allowed.join(", ")
+                    )));
+                }
+            }
+            if default.is_u64() || default.is_i64() {
+                let whole = match value {
+                    Value::Number(n) => n.is_u64() || n.is_i64(),
+                    Value::String(t) => t.trim().parse::<u64>().is_ok(),
+                    _ => false,
+                };
+                if !whole {
+                    return Err(Error::config(format!(
+                        "{section}.{key} = {value} ({}) must be a whole number",
+                        at()
+                    )));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -267,7 +267,11 @@ both_backends!(
 both_backends!(
     a_successful_command_prints_nothing_on_stderr_at_the_default_level,
     |db: TestDb| async move {
-        let bin = Bin::new(&db).with_env("CONTACT_VERIFIER__LOG__LEVEL", "info");
+        // A configured secret: on SQLite a first run would otherwise say
+        // (once, rightly) that it generated one.
+        let bin = Bin::new(&db)
+            .with_env("CONTACT_VERIFIER__LOG__LEVEL", "info")
+            .with_env("CONTACT_VERIFIER__VERIFICATION__SECRET", SECRET);
         for _ in 0..2 {
             let run = bin.run(&[
                 "contact",
@@ -301,4 +305,91 @@ async fn the_sqlite_file_is_created_readable_by_its_owner_only() {
     let path = db.dir.path().join("cv.db");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path:?} is {mode:o}");
+}
+
+/// A copy of `bin` with one more variable.
+fn with(bin: &Bin, key: &str, value: &str) -> Bin {
+    Bin {
+        env: bin.env.clone(),
+        cwd: bin.cwd.clone(),
+    }
+    .with_env(key, value)
+}
+
+/// Runs `args`, which must fail on the configuration; returns the error line.
+fn config_error(bin: &Bin, args: &[&str]) -> String {
+    bin.run(args).err(78, "Configuration")
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_key_where_it_came_from_and_what_is_allowed() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let bin = Bin::new(&db);
+    let line = config_error(
+        &with(&bin, "CONTACT_VERIFIER__SMTP__PROT", "25"),
+        &["check-config"],
+    );
+    assert!(
+        line.contains("smtp.prot") && line.contains("CONTACT_VERIFIER__SMTP__PROT"),
+        "{line}"
+    );
+    assert!(line.contains("port"), "the known keys are listed: {line}");
+    let line = config_error(
+        &with(&bin, "CONTACT_VERIFIER__SMTP__TLS", "ssl"),
+        &["check-config"],
+    );
+    assert!(line.contains("starttls, tls, none"), "{line}");
+    let line = config_error(
+        &with(&bin, "CONTACT_VERIFIER__SCHEDULE__SWEEP", "*/5 * * * *"),
+        &["check-config"],
+    );
+    assert!(
+        line.contains("six") && line.contains("0 */5 * * * *"),
+        "{line}"
+    );
+    let line = config_error(
+        &with(&bin, "CONTACT_VERIFIER__LOG__LEVEL", "nonsense[=["),
+        &["check-config"],
+    );
+    assert!(line.contains("log.level"), "{line}");
+    let file = db.dir.path().join("bad.toml");
+    for (toml, key) in [
+        (
+            "[verification]\nkey_validity_days = 1.5\n",
+            "verification.key_validity_days",
+        ),
+        ("[smtp]\nport = 25.7\n", "smtp.port"),
+    ] {
+        std::fs::write(&file, toml).unwrap();
+        let line = config_error(&bin, &["--config", file.to_str().unwrap(), "check-config"]);
+        assert!(
+            line.contains(key) && line.contains("whole number") && line.contains("bad.toml"),
+            "{line}"
+        );
+    }
+    let ok = with(&bin, "CONTACT_VERIFIER__HTTP__LISTEN", "localhost:8080")
+        .run(&["check-config"])
+        .ok();
+    assert_eq!(ok["http"]["listen"], "localhost:8080");
+}
+
+#[tokio::test]
+async fn postgres_refusing_connections_is_said_as_such_at_once() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let port = free_port();
+    let bin = Bin::new(&db).with_env(
+        "CONTACT_VERIFIER__DATABASE__URL",
+        &format!("postgres://postgres@127.0.0.1:{port}/nothing"),
+    );
+    let started = std::time::Instant::now();
+    let line = bin
+        .run(&["contact", "show", "--external-id", "DNA-1"])
+        .err(69, "Unavailable");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(line.to_lowercase().contains("refused"), "{line}");
+    assert!(line.contains(&port.to_string()), "{line}");
 }
