@@ -39,6 +39,7 @@ both_backends!(
                 "failed",
                 "operations_updated",
                 "domains_suspended",
+                "deferred",
                 "duration_ms"
             ]
         );

@@ -396,9 +396,18 @@ both_backends!(
         app.add("DNA-1", "a@example.com", &["a.com"]).await;
         app.sink.set_fault(Fault::Transient);
         for wait in [60, 120, 200, 200] {
-            assert_eq!(app.sweep().await.failed, 1);
+            let failed = app.sweep().await;
+            assert_eq!((failed.failed, failed.deferred), (1, 1), "{failed:?}");
             app.clock.advance(Duration::seconds(wait - 1));
-            assert_eq!(app.sweep().await.failed, 0, "retried before {wait}s");
+            let waiting = app.sweep().await;
+            assert_eq!(waiting.failed, 0, "retried before {wait}s");
+            assert_eq!(waiting.deferred, 1, "the summary shows the deferred retry");
+            let d = app.v.show_contact(&by_id("DNA-1")).await.unwrap();
+            assert_eq!(
+                d.next_notification_date,
+                Some(app.clock.now() + Duration::seconds(1)),
+                "GetDetails says when"
+            );
             app.clock.advance(Duration::seconds(1));
         }
         let notes = app.v.notifications(&by_id("DNA-1")).await.unwrap();

@@ -164,6 +164,16 @@ impl Store {
         })
     }
 
+    /// Addresses whose next email waits out a retry after failed sends.
+    pub async fn deferred_count(&self, now: DateTime<Utc>) -> Result<i64> {
+        with_pool!(self, pool, d => Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM verifications WHERE retry_at IS NOT NULL AND retry_at > $1 \
+             AND status <> 'Validated'")
+            .bind(now)
+            .fetch_one(pool)
+            .await?))
+    }
+
     /// When the sweep next has work at an address, as stored.
     pub async fn due_at(&self, email_key: &EmailKey) -> Result<Option<DateTime<Utc>>> {
         with_pool!(self, pool, d => Ok(sqlx::query_scalar(

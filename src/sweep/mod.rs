@@ -36,6 +36,9 @@ pub struct SweepSummary {
     pub failed: u64,
     pub operations_updated: u64,
     pub domains_suspended: u64,
+    /// Addresses whose next email waits out a retry after failed sends
+    /// (GetDetails' NextNotificationDate says until when).
+    pub deferred: u64,
     pub duration_ms: u64,
 }
 
@@ -192,6 +195,8 @@ impl Sweeper {
                 Some(_) => settle::execute(&self.store, plan).await?,
             };
         }
+        summary.deferred =
+            u64::try_from(self.store.deferred_count(self.clock.now()).await?).unwrap_or(0);
         summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if courier.is_some() {
             // What `stats` shows as LastSweep.
@@ -209,6 +214,7 @@ impl Sweeper {
             failed = summary.failed,
             operations_updated = summary.operations_updated,
             domains_suspended = summary.domains_suspended,
+            deferred = summary.deferred,
             duration_ms = summary.duration_ms,
             "sweep finished"
         );
