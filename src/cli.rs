@@ -241,7 +241,20 @@ pub async fn execute(cli: Cli) -> Result<Option<Value>> {
         store.close().await;
         return Ok(Some(json!({ "applied": applied })));
     }
-    let store = open_store(&settings).await?;
+    let store = if matches!(cli.command, Command::Run | Command::Sweep { .. }) {
+        // SIGTERM/SIGINT stop these cleanly from the start, also while they
+        // wait for the database or migrate (a migration's transaction is
+        // rolled back with its connection).
+        tokio::select! {
+            store = open_store(&settings) => store?,
+            _ = crate::daemon::wait_for_signal() => {
+                tracing::info!(event = "daemon_stopped", "stop requested before the start completed");
+                return Ok(None);
+            }
+        }
+    } else {
+        open_store(&settings).await?
+    };
     let mut verifier = Verifier::new(store.clone(), settings, Clock::system());
     if needs_mail(&cli.command) {
         verifier = verifier.with_mail()?;

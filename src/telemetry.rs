@@ -69,6 +69,10 @@ where
         );
         line.insert("level".into(), event.metadata().level().as_str().into());
         event.record(&mut FieldsInto(&mut line));
+        // Every line carries an `event` for log-based alerting: the lines
+        // of libraries (the database driver, the HTTP server) are `library`,
+        // with their target saying whose.
+        line.entry("event").or_insert_with(|| "library".into());
         if let Some(scope) = ctx.event_scope() {
             for span in scope {
                 let extensions = span.extensions();

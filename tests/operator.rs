@@ -393,3 +393,64 @@ async fn postgres_refusing_connections_is_said_as_such_at_once() {
     assert!(line.to_lowercase().contains("refused"), "{line}");
     assert!(line.contains(&port.to_string()), "{line}");
 }
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_the_database_at_start_exits_0_at_once() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    // A "database" that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let bin = Bin::new(&db)
+        .with_env(
+            "CONTACT_VERIFIER__DATABASE__URL",
+            &format!("postgres://postgres@127.0.0.1:{port}/db"),
+        )
+        .with_env("CONTACT_VERIFIER__DATABASE__ACQUIRE_TIMEOUT_SECS", "60")
+        .with_env("CONTACT_VERIFIER__VERIFICATION__SECRET", SECRET);
+    let mut child = bin
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let asked = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "exits 0, not by the signal");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn every_json_log_line_has_an_event_at_every_level() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let bin = Bin::new(&db)
+        .with_env("CONTACT_VERIFIER__LOG__LEVEL", "trace")
+        .with_env("CONTACT_VERIFIER__LOG__FORMAT", "json")
+        .with_env("CONTACT_VERIFIER__VERIFICATION__SECRET", SECRET);
+    let run = bin.run(&[
+        "contact",
+        "add",
+        "--external-id",
+        "DNA-1",
+        "--email",
+        "a@example.com",
+        "--domain",
+        "a.com",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(!lines.is_empty(), "trace level logs the driver's work");
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(v["event"].is_string(), "{line}");
+    }
+}
