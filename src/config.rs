@@ -655,7 +655,10 @@ impl Settings {
         }
         let path = db_path.with_extension("secret");
         // No directory for the database: opening it fails next, and says so.
-        if path.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        if path
+            .parent()
+            .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+        {
             return Ok(());
         }
         let (secret, generated) = crate::domain::token::load_or_create_secret(&path)?;
@@ -688,7 +691,7 @@ impl Settings {
                 .then(|| days(self.suspension.after_days)),
             hooks_configured: !self.hooks.command.is_empty() || !self.hooks.url.is_empty(),
             send_bound: secs(self.smtp.timeout_secs + self.smtp.data_timeout_secs)
-                + chrono::Duration::from_std(crate::delivery::FINAL_WRITE_WINDOW)
+                + chrono::Duration::from_std(crate::domain::verification::FINAL_WRITE_WINDOW)
                     .unwrap_or_default(),
         }
     }

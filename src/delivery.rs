@@ -62,8 +62,7 @@ pub enum Delivery {
 /// shutdown grace is longer than this, so a stop waits for it.
 const FINAL_WRITE_RETRIES: u32 = 6;
 const FINAL_WRITE_FIRST_WAIT: Duration = Duration::from_secs(1);
-/// The longest a delivery spends retrying its final write.
-pub const FINAL_WRITE_WINDOW: Duration = Duration::from_secs(63);
+pub use crate::domain::verification::FINAL_WRITE_WINDOW;
 
 /// Delivers emails: what it needs and nothing more.
 #[derive(Clone)]

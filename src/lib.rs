@@ -9,8 +9,15 @@
 //! | what is mailed: template, Lightsail `operationType`, stored reason | [`domain::Notice`] |
 //! | link tokens: nothing usable in the database, constant-time MAC check | [`domain::token`] |
 //! | operation flags settled by the registrant's status | [`domain::settle`] (run by [`sweep`]'s settle pass) |
-//! | one email: claim, render, send, record the outcome | [`delivery::Courier`] |
-//! | a sweep: expire, notify, settle passes; `--dry-run` counts the plans | [`sweep`] |
+//! | suspension deadlines, the operations that restart verification or suspend at once | [`domain::suspension`] |
+//! | evidence of a validation; hook events | [`domain::evidence`], [`domain::event`] |
+//! | validation's effects (release, settle, evidence, events) in one transaction | `store/compliance.rs` |
+//! | delivering events to the hook: order, retries, signatures | [`hooks`] |
+//! | emails: claims in chunks within one lease, sends, group-committed outcomes | [`delivery::Courier`] |
+//! | the SMTP pool: TCP_NODELAY, TLS, AUTH, command and final-dot timeouts | `mail/pool.rs` |
+//! | a sweep: expire, notify, suspend, settle passes; `--dry-run` counts the plans | [`sweep`] |
+//! | set-based import | `store/import.rs` |
+//! | paginated lists and their opaque markers | `service/markers.rs` |
 //! | add, show, import, resend (daily limit), confirm, operations | [`service`], one file per concern |
 //! | the contract's JSON shapes | [`service::shapes`] |
 //! | persistence on SQLite and Postgres, one file per table, one write path for verifications | [`store`] |

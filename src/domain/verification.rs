@@ -54,6 +54,10 @@ impl Status {
     }
 }
 
+/// The longest a delivery spends retrying the write of its outcome while
+/// the database is unavailable; claims and the shutdown grace cover it.
+pub const FINAL_WRITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(63);
+
 /// The verification rules taken from configuration.
 #[derive(Debug, Clone)]
 pub struct Policy {
