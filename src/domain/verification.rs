@@ -273,15 +273,7 @@ impl Verification {
             Status::NotValidated => Some(retry(now)),
             Status::Pending => {
                 let key = self.key.as_ref()?;
-                let next_reminder = p
-                    .reminder_days
-                    .iter()
-                    .copied()
-                    .filter(|d| *d > self.reminder_day_covered)
-                    .map(|d| key.issued_at + Duration::days(i64::from(d)))
-                    .filter(|t| *t < key.expires_at)
-                    .min()
-                    .map(retry);
+                let next_reminder = self.next_reminder_day_at(key, p).map(retry);
                 // Expiry is a state change, never delayed by mail backoff.
                 Some(match next_reminder {
                     Some(r) if r < key.expires_at => r,
@@ -290,6 +282,18 @@ impl Verification {
             }
             Status::Expired => self.expiry_notice_owed.then(|| retry(now)),
         }
+    }
+
+    /// When the next reminder not yet covered falls due, if one falls
+    /// before the key expires (before any retry wait).
+    fn next_reminder_day_at(&self, key: &Key, p: &Policy) -> Option<DateTime<Utc>> {
+        p.reminder_days
+            .iter()
+            .copied()
+            .filter(|d| *d > self.reminder_day_covered)
+            .map(|d| key.issued_at + Duration::days(i64::from(d)))
+            .filter(|t| *t < key.expires_at)
+            .min()
     }
 
     /// Takes the row for one delivery; other sweeps skip it until the lease
@@ -437,13 +441,7 @@ impl Verification {
             Status::NotValidated => Some(retry(since)),
             Status::Pending => {
                 let key = self.key.as_ref()?;
-                p.reminder_days
-                    .iter()
-                    .copied()
-                    .filter(|d| *d > self.reminder_day_covered)
-                    .map(|d| key.issued_at + Duration::days(i64::from(d)))
-                    .filter(|t| *t < key.expires_at)
-                    .min()
+                self.next_reminder_day_at(key, p)
                     .map(retry)
                     .filter(|t| *t < key.expires_at)
                     .or_else(|| p.notify_on_expiry.then_some(key.expires_at))

@@ -10,8 +10,8 @@ use super::records::OperationRecord;
 use super::{on_tx, Store, Tx, VerificationWrite};
 use crate::domain::suspension::deadline;
 use crate::domain::{
-    format_timestamp, settle, DomainName, EmailKey, Event, EventType, Evidence, ExternalId, Method,
-    Policy, Proof, Status, Verification,
+    format_timestamp, DomainName, EmailKey, Event, EventType, Evidence, ExternalId, Method, Policy,
+    Proof, Status, Verification,
 };
 use crate::{Error, Result};
 
@@ -100,17 +100,8 @@ impl Tx {
         let open = self.open_operations_of_address(email_key).await?;
         let mut settled = Vec::new();
         for op in open {
-            let Some((status, flag, message)) =
-                settle(op.status, op.status_flag, Some(Status::Validated))
-            else {
+            let Some(new) = op.settled_by(Some(Status::Validated), now) else {
                 continue;
-            };
-            let new = OperationRecord {
-                status,
-                status_flag: flag,
-                message: message.map(str::to_string).or_else(|| op.message.clone()),
-                last_updated_date: now,
-                ..op.clone()
             };
             if self.update_operation(&op, &new).await? {
                 settled.push(new);

@@ -243,6 +243,26 @@ pub struct OperationRecord {
     pub status_flag: Option<StatusFlag>,
 }
 
+impl OperationRecord {
+    /// The operation as its registrant's status settles it (`domain::settle`
+    /// decides), stamped `now`; `None` when nothing changes.
+    pub fn settled_by(
+        &self,
+        registrant: Option<crate::domain::Status>,
+        now: DateTime<Utc>,
+    ) -> Option<OperationRecord> {
+        let (status, flag, message) =
+            crate::domain::settle(self.status, self.status_flag, registrant)?;
+        Some(OperationRecord {
+            status,
+            status_flag: flag,
+            message: message.map(str::to_string).or_else(|| self.message.clone()),
+            last_updated_date: now,
+            ..self.clone()
+        })
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct OperationRow {
     id: String,

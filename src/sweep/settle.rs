@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{settle, EmailKey, Status};
+use crate::domain::{EmailKey, Status};
 use crate::store::{OpenOperation, OperationRecord, Store};
 use crate::Result;
 
@@ -28,17 +28,9 @@ pub(super) fn plan(
             Some(k) if expired.contains(k) => Some(Status::Expired),
             _ => open.registrant_status,
         };
-        let Some((status, flag, message)) = settle(op.status, op.status_flag, registrant) else {
-            continue;
-        };
-        let new = OperationRecord {
-            status,
-            status_flag: flag,
-            message: message.map(str::to_string).or_else(|| op.message.clone()),
-            last_updated_date: now,
-            ..op.clone()
-        };
-        plan.push((op, new));
+        if let Some(new) = op.settled_by(registrant, now) {
+            plan.push((op, new));
+        }
     }
     plan
 }
