@@ -690,7 +690,9 @@ impl Settings {
             suspend_after: (self.suspension.after_days > 0)
                 .then(|| days(self.suspension.after_days)),
             hooks_configured: !self.hooks.command.is_empty() || !self.hooks.url.is_empty(),
-            send_bound: secs(self.smtp.timeout_secs + self.smtp.data_timeout_secs)
+            // Connect, TLS, greeting with STARTTLS and AUTH, MAIL, RCPT and
+            // DATA each have the command timeout; the final dot its own.
+            send_bound: secs(6 * self.smtp.timeout_secs + self.smtp.data_timeout_secs)
                 + chrono::Duration::from_std(crate::domain::verification::FINAL_WRITE_WINDOW)
                     .unwrap_or_default(),
         }

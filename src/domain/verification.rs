@@ -91,7 +91,7 @@ impl Default for Policy {
             claim_lease: Duration::seconds(300),
             suspend_after: Some(Duration::days(15)),
             hooks_configured: false,
-            send_bound: Duration::seconds(30 + 600 + 63),
+            send_bound: Duration::seconds(6 * 30 + 600 + 63),
         }
     }
 }
