@@ -106,15 +106,15 @@ impl Store {
         after: Option<&ExternalId>,
         limit: i64,
     ) -> Result<Vec<ContactRecord>> {
-        with_pool!(self, pool, d => Ok(sqlx::query_as(
+        with_pool!(self, pool, d => Ok(sqlx::query_as(&format!(
             "SELECT c.external_id, c.email, c.email_key, c.created_at, c.updated_at \
              FROM contacts c JOIN verifications v ON v.email_key = c.email_key \
-             WHERE c.external_id > $1 AND ($2 IS NULL OR v.status = $2) \
+             WHERE c.external_id{bytes} > $1 AND ($2 IS NULL OR v.status = $2) \
                AND ($3 IS NULL OR EXISTS (SELECT 1 FROM domains dm \
                    WHERE dm.contact_external_id = c.external_id AND dm.name = $3)) \
                AND ($4 = FALSE OR EXISTS (SELECT 1 FROM domains dm \
                    WHERE dm.contact_external_id = c.external_id AND dm.suspended)) \
-             ORDER BY c.external_id LIMIT $5")
+             ORDER BY c.external_id{bytes} LIMIT $5", bytes = d::BYTE_ORDER))
             .bind(after.map(ExternalId::as_str).unwrap_or(""))
             .bind(filter.status.map(Status::as_str))
             .bind(filter.domain.as_ref().map(DomainName::as_str))

@@ -13,6 +13,10 @@ pub const BEGIN: &str = "BEGIN";
 /// queue instead of overwriting each other.
 pub const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// Compares text byte by byte, as SQLite does, whatever the database's
+/// collation: lists keep one order on both backends.
+pub const BYTE_ORDER: &str = " COLLATE \"C\"";
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub async fn connect(s: &DatabaseSettings) -> Result<PgPool> {

@@ -17,6 +17,9 @@ pub const BEGIN: &str = "BEGIN IMMEDIATE";
 /// Row locks do not exist in SQLite; `BEGIN IMMEDIATE` already serialises writers.
 pub const FOR_UPDATE: &str = "";
 
+/// SQLite compares text byte by byte already.
+pub const BYTE_ORDER: &str = "";
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub async fn connect(s: &DatabaseSettings) -> Result<SqlitePool> {
