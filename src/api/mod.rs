@@ -6,6 +6,7 @@
 mod aws;
 mod client;
 mod monitoring;
+mod openapi;
 mod pages;
 mod sigv4;
 mod v1;
@@ -20,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
+
+pub use openapi::document as openapi_document;
 
 use crate::service::Verifier;
 use crate::{Error, ErrorCode};
@@ -55,6 +58,8 @@ pub fn router(verifier: Verifier) -> Router {
     let v1 = v1::routes().merge(monitoring::v1_routes()).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), require_bearer_token),
     );
+    // The OpenAPI document, added after the token layer: served without it.
+    let v1 = v1.route("/openapi.json", axum::routing::get(openapi::openapi_json));
     let app = Router::new()
         .nest("/v1", v1)
         .merge(pages::routes())

@@ -10,8 +10,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::metrics;
+use crate::service::Stats;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -92,7 +94,18 @@ async fn scrape(State(state): State<AppState>) -> Response {
     r
 }
 
-async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "v1",
+    operation_id = "GetStats",
+    responses(
+        (status = 200, description = "Counts for dashboards", body = Stats),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 503, description = "The database does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let stats = s.verifier.stats().await?;
     serde_json::to_value(stats)
         .map(Json)

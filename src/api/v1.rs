@@ -10,8 +10,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{
+    ContactOrPage, ErrorBody, EventsPageBody, EvidenceListBody, NotificationsBody,
+    ResendOutcomeBody,
+};
 use super::{ApiError, ApiJson, ApiQuery, AppState};
 use crate::service::ContactSelector;
+use crate::service::{ContactDetails, DomainDetails, DomainResend, OperationsPage, Reachability};
+use crate::store::OperationRecord;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -38,16 +46,33 @@ fn json<T: serde::Serialize>(v: &T) -> ApiResult {
         .map_err(|e| ApiError(crate::Error::internal(format!("cannot encode result: {e}"))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct ContactBody {
+pub(super) struct ContactBody {
     external_id: String,
     contact_email: String,
     #[serde(default)]
     domains: Vec<String>,
 }
 
-async fn add_contact(State(s): State<AppState>, ApiJson(b): ApiJson<ContactBody>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/contacts",
+    tag = "v1",
+    operation_id = "AddContact",
+    request_body(content = ContactBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The contact as GetDetails shows it", body = ContactDetails),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn add_contact(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<ContactBody>,
+) -> ApiResult {
     json(
         &s.verifier
             .add_contact(&b.external_id, &b.contact_email, &b.domains)
@@ -55,17 +80,19 @@ async fn add_contact(State(s): State<AppState>, ApiJson(b): ApiJson<ContactBody>
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ContactQuery {
+pub(super) struct ContactQuery {
     #[serde(rename = "externalId")]
     external_id: Option<String>,
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ContactsQuery {
+pub(super) struct ContactsQuery {
     #[serde(rename = "externalId")]
     external_id: Option<String>,
     email: Option<String>,
@@ -78,7 +105,24 @@ struct ContactsQuery {
 }
 
 /// GetDetails with `externalId` or `email`; else `contact list`.
-async fn get_contact(State(s): State<AppState>, ApiQuery(q): ApiQuery<ContactsQuery>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/v1/contacts",
+    tag = "v1",
+    operation_id = "GetContacts",
+    params(ContactsQuery),
+    responses(
+        (status = 200, description = "With `externalId` or `email`: the GetDetails object; else a page of `contact list`", body = ContactOrPage),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn get_contact(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<ContactsQuery>,
+) -> ApiResult {
     if q.external_id.is_some() || q.email.is_some() {
         let selector = ContactSelector::from_parts(q.external_id.as_deref(), q.email.as_deref())?;
         return json(&s.verifier.show_contact(&selector).await?);
@@ -96,7 +140,21 @@ async fn get_contact(State(s): State<AppState>, ApiQuery(q): ApiQuery<ContactsQu
     Ok(Json(page.to_json()))
 }
 
-async fn contact_notifications(
+#[utoipa::path(
+    get,
+    path = "/v1/contacts/notifications",
+    tag = "v1",
+    operation_id = "GetContactNotifications",
+    params(ContactQuery),
+    responses(
+        (status = 200, description = "The address's email attempts, newest first", body = NotificationsBody),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn contact_notifications(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ContactQuery>,
 ) -> ApiResult {
@@ -105,37 +163,106 @@ async fn contact_notifications(
     Ok(Json(json!({ "operations": records })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct ResendBody {
+pub(super) struct ResendBody {
     external_id: Option<String>,
     contact_email: Option<String>,
 }
 
-async fn resend(State(s): State<AppState>, ApiJson(b): ApiJson<ResendBody>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/resend-verification",
+    tag = "v1",
+    operation_id = "ResendContactVerificationNotice",
+    request_body(content = ResendBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "GetDetails plus the email sent (null when already verified)", body = ResendOutcomeBody),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 429, description = "More resends than the daily limit (`OperationLimitExceeded`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn resend(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<ResendBody>,
+) -> ApiResult {
     let selector =
         ContactSelector::from_parts(b.external_id.as_deref(), b.contact_email.as_deref())?;
     Ok(Json(s.verifier.resend(&selector).await?.to_json()))
 }
 
-async fn reachability(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{name}/reachability",
+    tag = "v1",
+    operation_id = "GetContactReachabilityStatus",
+    params(("name" = String, Path, description = "The domain name")),
+    responses(
+        (status = 200, description = "The registrant's reachability", body = Reachability),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn reachability(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
     json(&s.verifier.reachability(&name).await?)
 }
 
-async fn domain_resend(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{name}/reachability/resend",
+    tag = "v1",
+    operation_id = "ResendContactReachabilityEmail",
+    params(("name" = String, Path, description = "The domain name")),
+    responses(
+        (status = 200, description = "Whom the email went to", body = DomainResend),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 429, description = "More resends than the daily limit (`OperationLimitExceeded`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn domain_resend(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult {
     json(&s.verifier.resend_for_domain(&name).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct OperationBody {
+pub(super) struct OperationBody {
     domain_name: String,
     #[serde(rename = "Type")]
     op_type: String,
     status_flag: Option<String>,
 }
 
-async fn add_operation(State(s): State<AppState>, ApiJson(b): ApiJson<OperationBody>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/operations",
+    tag = "v1",
+    operation_id = "AddOperation",
+    request_body(content = OperationBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The recorded operation", body = OperationRecord),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn add_operation(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<OperationBody>,
+) -> ApiResult {
     json(
         &s.verifier
             .add_operation(&b.domain_name, &b.op_type, b.status_flag.as_deref())
@@ -143,13 +270,28 @@ async fn add_operation(State(s): State<AppState>, ApiJson(b): ApiJson<OperationB
     )
 }
 
-async fn get_operation(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/v1/operations/{id}",
+    tag = "v1",
+    operation_id = "GetOperationDetail",
+    params(("id" = String, Path, description = "The operation's id")),
+    responses(
+        (status = 200, description = "The operation", body = OperationRecord),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn get_operation(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
     json(&s.verifier.operation(&id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct OperationsQuery {
+pub(super) struct OperationsQuery {
     domain: Option<String>,
     #[serde(rename = "statusFlag")]
     status_flag: Option<String>,
@@ -158,7 +300,20 @@ struct OperationsQuery {
     marker: Option<String>,
 }
 
-async fn list_operations(
+#[utoipa::path(
+    get,
+    path = "/v1/operations",
+    tag = "v1",
+    operation_id = "ListOperations",
+    params(OperationsQuery),
+    responses(
+        (status = 200, description = "A page of operations", body = OperationsPage),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn list_operations(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<OperationsQuery>,
 ) -> ApiResult {
@@ -174,16 +329,34 @@ async fn list_operations(
     Ok(Json(page.to_json()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct VerifyBody {
+pub(super) struct VerifyBody {
     external_id: Option<String>,
     contact_email: Option<String>,
     reason: String,
     by: Option<String>,
 }
 
-async fn verify(State(s): State<AppState>, ApiJson(b): ApiJson<VerifyBody>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/verify",
+    tag = "v1",
+    operation_id = "VerifyContact",
+    request_body(content = VerifyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The contact, Validated", body = ContactDetails),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn verify(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<VerifyBody>,
+) -> ApiResult {
     let selector =
         ContactSelector::from_parts(b.external_id.as_deref(), b.contact_email.as_deref())?;
     json(
@@ -193,21 +366,53 @@ async fn verify(State(s): State<AppState>, ApiJson(b): ApiJson<VerifyBody>) -> A
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct ReverifyBody {
+pub(super) struct ReverifyBody {
     external_id: Option<String>,
     contact_email: Option<String>,
     reason: String,
 }
 
-async fn reverify(State(s): State<AppState>, ApiJson(b): ApiJson<ReverifyBody>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/reverify",
+    tag = "v1",
+    operation_id = "ReverifyContact",
+    request_body(content = ReverifyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The contact, back to verification", body = ContactDetails),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn reverify(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<ReverifyBody>,
+) -> ApiResult {
     let selector =
         ContactSelector::from_parts(b.external_id.as_deref(), b.contact_email.as_deref())?;
     json(&s.verifier.reverify(&selector, &b.reason).await?)
 }
 
-async fn contact_evidence(
+#[utoipa::path(
+    get,
+    path = "/v1/contacts/evidence",
+    tag = "v1",
+    operation_id = "GetContactEvidence",
+    params(ContactQuery),
+    responses(
+        (status = 200, description = "The address's evidence, newest first", body = EvidenceListBody),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn contact_evidence(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ContactQuery>,
 ) -> ApiResult {
@@ -216,15 +421,29 @@ async fn contact_evidence(
     Ok(Json(json!({ "Evidence": records })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EvidenceQuery {
+pub(super) struct EvidenceQuery {
     since: Option<String>,
     until: Option<String>,
 }
 
 /// `text/csv`, streamed page by page.
-async fn export_evidence(
+#[utoipa::path(
+    get,
+    path = "/v1/evidence",
+    tag = "v1",
+    operation_id = "ExportEvidence",
+    params(EvidenceQuery),
+    responses(
+        (status = 200, description = "Every evidence record with `since <= ValidatedAt < until`, as CSV with a header row", content_type = "text/csv", body = String),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn export_evidence(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<EvidenceQuery>,
 ) -> Result<Response, ApiError> {
@@ -241,20 +460,51 @@ async fn export_evidence(
     Ok(r)
 }
 
-async fn domain_show(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{name}",
+    tag = "v1",
+    operation_id = "GetDomain",
+    params(("name" = String, Path, description = "The domain name")),
+    responses(
+        (status = 200, description = "The domain's verification and suspension", body = DomainDetails),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 404, description = "No such contact, domain or operation (`NotFound`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn domain_show(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
     json(&s.verifier.domain_details(&name).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     pending: Option<bool>,
     #[serde(rename = "maxItems")]
     max_items: Option<i64>,
     marker: Option<String>,
 }
 
-async fn list_events(State(s): State<AppState>, ApiQuery(q): ApiQuery<EventsQuery>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "v1",
+    operation_id = "ListEvents",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Hook events, oldest first", body = EventsPageBody),
+        (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 503, description = "The database or the SMTP relay does not answer (`Unavailable`)", body = ErrorBody)
+    )
+)]
+pub(super) async fn list_events(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult {
     let page = s
         .verifier
         .events(q.pending.unwrap_or(false), q.max_items, q.marker.as_deref())

@@ -13,7 +13,11 @@
 //! cargo run --bin contact-verifier-docs -- man target/man
 //! cargo run --bin contact-verifier-docs -- completions target/completions
 //! cargo run --bin contact-verifier-docs -- package target/packaging
+//! cargo run --bin contact-verifier-docs -- openapi docs/openapi.json
 //! ```
+//!
+//! - The OpenAPI 3.1 document of `/v1` (docs/http-api.md), as the daemon
+//!   serves it at `GET /v1/openapi.json`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,6 +72,9 @@ enum What {
     /// and DIR/systemd/*.{service,timer} (ExecStart=/usr/bin/contact-verifier).
     /// DIR is emptied first.
     Package { dir: PathBuf },
+    /// The OpenAPI 3.1 document of /v1, as `GET /v1/openapi.json` serves
+    /// it, into FILE (docs/openapi.json is the committed copy).
+    Openapi { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +89,9 @@ fn main() -> ExitCode {
                 .collect(),
         ),
         What::Package { dir } => package(dir),
+        What::Openapi { file } => std::fs::write(file, contact_verifier::api::openapi_document())
+            .map(|()| println!("{}", file.display()))
+            .map_err(|e| format!("cannot write {}: {e}", file.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use super::{ts_serde, ContactEmail, DomainName, ExternalId, KeyId};
 use crate::{Error, Result};
 
 /// How the address was validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The registrant confirmed with the emailed link.
@@ -57,24 +57,34 @@ pub enum Proof {
 }
 
 /// One evidence record, in the contract's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Evidence {
     #[serde(skip)]
     pub id: String,
+    #[schema(value_type = String)]
     pub contact_email: ContactEmail,
+    #[schema(value_type = Vec<String>)]
     pub external_ids: Vec<ExternalId>,
+    #[schema(value_type = Vec<String>)]
     pub domains: Vec<DomainName>,
     #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
     pub validated_at: DateTime<Utc>,
     pub method: Method,
     #[serde(serialize_with = "key_hex")]
+    #[schema(value_type = Option<String>, required = true)]
     pub key_id: Option<KeyId>,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub key_issued_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub client_ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
+    #[schema(required = true)]
     pub reason: Option<String>,
+    #[schema(required = true)]
     pub by: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 macro_rules! contract_enum {
     ($(#[$m:meta])* $name:ident, $what:literal, [$($v:ident),+ $(,)?]) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         pub enum $name { $($v),+ }
 

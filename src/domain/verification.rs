@@ -14,7 +14,7 @@ use super::{ContactEmail, EmailKey, Notice};
 use crate::{Error, Result};
 
 /// CONTRACT section 1 statuses, spelled exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Status {
     NotValidated,
     Pending,

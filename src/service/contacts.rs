@@ -107,9 +107,12 @@ impl Verifier {
 }
 
 /// One page of `contact list`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, utoipa::ToSchema)]
+#[schema(rename_all = "PascalCase")]
 pub struct ContactsPage {
     pub contacts: Vec<ContactDetails>,
+    /// Null on the last page.
+    #[schema(required = true)]
     pub next_page_marker: Option<String>,
 }
 

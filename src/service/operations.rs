@@ -148,9 +148,12 @@ impl Verifier {
 }
 
 /// One page of operations and the marker of the next (`None` on the last).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, utoipa::ToSchema)]
+#[schema(rename_all = "PascalCase")]
 pub struct OperationsPage {
     pub operations: Vec<OperationRecord>,
+    /// Null on the last page.
+    #[schema(required = true)]
     pub next_page_marker: Option<String>,
 }
 

@@ -8,55 +8,75 @@ use crate::domain::{ts_serde, ContactEmail, DomainName, ExternalId, Status, Veri
 use crate::store::{ContactRecord, KeyRecord, NotificationRecord};
 
 /// The reseller ContactApi's GetDetails object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContactDetails {
+    #[schema(value_type = String)]
     pub external_id: ExternalId,
+    #[schema(value_type = String)]
     pub contact_email: ContactEmail,
     pub verification_status: Status,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub expiration_date: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub last_notification_date: Option<DateTime<Utc>>,
+    #[schema(value_type = Vec<String>)]
     pub domains: Vec<DomainName>,
     /// When the address became Validated (null unless it is).
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub validated_at: Option<DateTime<Utc>>,
     /// When the address is next due an email, after any retry wait.
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub next_notification_date: Option<DateTime<Utc>>,
     /// The earliest deadline among the contact's waiting domains.
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub suspension_date: Option<DateTime<Utc>>,
+    #[schema(value_type = Vec<String>)]
     pub suspended_domains: Vec<DomainName>,
     /// The address's last hard bounce (`{"Code","Detail","At"}`), or null.
+    #[schema(value_type = Option<Object>, required = true)]
     pub bounce: Option<serde_json::Value>,
     /// The contact's language tag, or null.
+    #[schema(required = true)]
     pub language: Option<String>,
 }
 
 /// `domain show`: a domain's verification and suspension (CONTRACT section 7).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DomainDetails {
+    #[schema(value_type = String)]
     pub domain_name: DomainName,
+    #[schema(value_type = String)]
     pub registrant_external_id: ExternalId,
+    #[schema(value_type = String)]
     pub contact_email: ContactEmail,
+    #[schema(value_type = String)]
     pub reachability_status: &'static str,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub suspension_date: Option<DateTime<Utc>>,
     /// Whole days left, rounded up; 0 once past; null when not waiting.
+    #[schema(required = true)]
     pub days_to_suspend: Option<i64>,
     pub suspended: bool,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub suspended_at: Option<DateTime<Utc>>,
 }
 
 /// GetContactReachabilityStatus.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reachability {
+    #[schema(value_type = String)]
     pub domain_name: DomainName,
+    #[schema(value_type = String)]
     pub status: &'static str,
 }
 
@@ -98,10 +118,12 @@ impl ResendOutcome {
 }
 
 /// ResendContactReachabilityEmail's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainResend {
+    #[schema(value_type = String)]
     pub domain_name: DomainName,
+    #[schema(value_type = String)]
     pub email_address: ContactEmail,
     pub is_already_verified: bool,
 }

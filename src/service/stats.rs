@@ -9,7 +9,7 @@ use crate::domain::ts_serde;
 use crate::Result;
 
 /// Contacts by the status of the address each uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContactCounts {
     pub not_validated: i64,
@@ -19,16 +19,18 @@ pub struct ContactCounts {
 }
 
 /// When the last sweep finished and what it did (`sweep`'s summary).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct LastSweep {
     #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
     pub finished_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub summary: serde_json::Value,
 }
 
 /// The `stats` object, in the contract's field order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Stats {
     pub contacts: ContactCounts,
@@ -36,8 +38,10 @@ pub struct Stats {
     pub domains_waiting: i64,
     pub domains_suspended: i64,
     #[serde(serialize_with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub oldest_pending_since: Option<DateTime<Utc>>,
     /// Null before the first sweep.
+    #[schema(required = true)]
     pub last_sweep: Option<LastSweep>,
     pub events_pending: i64,
 }

@@ -91,7 +91,7 @@ pub struct KeyRecord {
     pub void_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum NotificationStatus {
     Started,
     Succeeded,
@@ -131,25 +131,55 @@ pub struct NotificationRecord {
     pub error_details: Option<String>,
 }
 
+/// [`NotificationRecord`] as the contract shows it, in the contract's field
+/// order; also its OpenAPI schema (`Notification`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Notification)]
+struct NotificationShape<'a> {
+    #[schema(value_type = String)]
+    id: &'a str,
+    #[schema(value_type = String)]
+    operation_type: &'static str,
+    operation_details: String,
+    status: NotificationStatus,
+    is_terminal: bool,
+    #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
+    status_changed_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, required = true)]
+    error_code: Option<&'a str>,
+    #[schema(value_type = Option<String>, required = true)]
+    error_details: Option<&'a str>,
+}
+
+impl utoipa::PartialSchema for NotificationRecord {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <NotificationShape<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for NotificationRecord {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <NotificationShape<'static> as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <NotificationShape<'static> as utoipa::ToSchema>::schemas(schemas)
+    }
+}
+
 impl Serialize for NotificationRecord {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        /// The contract's shape, in the contract's field order.
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Shape<'a> {
-            id: &'a str,
-            operation_type: &'static str,
-            operation_details: String,
-            status: NotificationStatus,
-            is_terminal: bool,
-            #[serde(serialize_with = "ts_serde::required")]
-            created_at: DateTime<Utc>,
-            #[serde(serialize_with = "ts_serde::required")]
-            status_changed_at: DateTime<Utc>,
-            error_code: Option<&'a str>,
-            error_details: Option<&'a str>,
-        }
-        Shape {
+        NotificationShape {
             id: &self.id,
             operation_type: self.notice.operation_type(),
             operation_details: self.notice.reason(),
@@ -227,19 +257,24 @@ impl NotificationRow {
 
 /// A domain operation (Route 53 Domains' GetOperationDetail), printed under
 /// the contract's names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct OperationRecord {
     pub operation_id: String,
     pub status: OperationStatus,
     #[serde(rename = "Type")]
     pub op_type: OperationType,
+    #[schema(value_type = String)]
     pub domain_name: DomainName,
+    #[schema(required = true)]
     pub message: Option<String>,
     #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
     pub submitted_date: DateTime<Utc>,
     #[serde(serialize_with = "ts_serde::required")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_updated_date: DateTime<Utc>,
+    #[schema(required = true)]
     pub status_flag: Option<StatusFlag>,
 }
 
