@@ -164,9 +164,20 @@ struct ApiDoc;
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    let mut text = doc
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    // The operation AddOperation records is GetOperationDetail's `id` (a
+    // link written as JSON: utoipa 5 spells a link's `operationId` in snake
+    // case).
+    if let Some(response) = doc.pointer_mut("/paths/~1v1~1operations/post/responses/200") {
+        response["links"] = serde_json::json!({
+            "GetOperationDetail": {
+                "operationId": "GetOperationDetail",
+                "parameters": {"id": "$response.body#/OperationId"},
+                "description": "The operation just recorded"
+            }
+        });
+    }
+    let mut text = serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes");
     text.push('\n');
     text
 }

@@ -17,6 +17,7 @@ use super::openapi::{
     ResendOutcomeBody,
 };
 use super::{ApiError, ApiJson, ApiQuery, AppState};
+use crate::domain::{OperationType, Status, StatusFlag};
 use crate::service::ContactSelector;
 use crate::service::{ContactDetails, DomainDetails, DomainResend, OperationsPage, Reachability};
 use crate::store::OperationRecord;
@@ -49,7 +50,9 @@ fn json<T: serde::Serialize>(v: &T) -> ApiResult {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(super) struct ContactBody {
+    #[schema(min_length = 1, max_length = 64, pattern = "^\\s*[!-~]+\\s*$")]
     external_id: String,
+    #[schema(format = Email)]
     contact_email: String,
     #[serde(default)]
     domains: Vec<String>,
@@ -86,6 +89,7 @@ pub(super) async fn add_contact(
 pub(super) struct ContactQuery {
     #[serde(rename = "externalId")]
     external_id: Option<String>,
+    #[param(format = Email)]
     email: Option<String>,
 }
 
@@ -95,11 +99,15 @@ pub(super) struct ContactQuery {
 pub(super) struct ContactsQuery {
     #[serde(rename = "externalId")]
     external_id: Option<String>,
+    #[param(format = Email)]
     email: Option<String>,
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
     domain: Option<String>,
     suspended: Option<bool>,
     #[serde(rename = "maxItems")]
+    /// 1 to 1000; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     max_items: Option<i64>,
     marker: Option<String>,
 }
@@ -166,7 +174,9 @@ pub(super) async fn contact_notifications(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(super) struct ResendBody {
+    #[schema(min_length = 1, max_length = 64)]
     external_id: Option<String>,
+    #[schema(format = Email)]
     contact_email: Option<String>,
 }
 
@@ -200,7 +210,7 @@ pub(super) async fn resend(
     path = "/v1/domains/{name}/reachability",
     tag = "v1",
     operation_id = "GetContactReachabilityStatus",
-    params(("name" = String, Path, description = "The domain name")),
+    params(("name" = String, Path, description = "The domain name", example = "example.com")),
     responses(
         (status = 200, description = "The registrant's reachability", body = Reachability),
         (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
@@ -218,7 +228,7 @@ pub(super) async fn reachability(State(s): State<AppState>, Path(name): Path<Str
     path = "/v1/domains/{name}/reachability/resend",
     tag = "v1",
     operation_id = "ResendContactReachabilityEmail",
-    params(("name" = String, Path, description = "The domain name")),
+    params(("name" = String, Path, description = "The domain name", example = "example.com")),
     responses(
         (status = 200, description = "Whom the email went to", body = DomainResend),
         (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
@@ -240,7 +250,9 @@ pub(super) async fn domain_resend(
 pub(super) struct OperationBody {
     domain_name: String,
     #[serde(rename = "Type")]
+    #[schema(value_type = OperationType)]
     op_type: String,
+    #[schema(value_type = Option<StatusFlag>)]
     status_flag: Option<String>,
 }
 
@@ -294,8 +306,11 @@ pub(super) async fn get_operation(State(s): State<AppState>, Path(id): Path<Stri
 pub(super) struct OperationsQuery {
     domain: Option<String>,
     #[serde(rename = "statusFlag")]
+    #[param(value_type = Option<StatusFlag>)]
     status_flag: Option<String>,
     #[serde(rename = "maxItems")]
+    /// 1 to 1000; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     max_items: Option<i64>,
     marker: Option<String>,
 }
@@ -332,9 +347,13 @@ pub(super) async fn list_operations(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(super) struct VerifyBody {
+    #[schema(min_length = 1, max_length = 64)]
     external_id: Option<String>,
+    #[schema(format = Email)]
     contact_email: Option<String>,
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
+    #[schema(min_length = 1, max_length = 100)]
     by: Option<String>,
 }
 
@@ -369,8 +388,11 @@ pub(super) async fn verify(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(super) struct ReverifyBody {
+    #[schema(min_length = 1, max_length = 64)]
     external_id: Option<String>,
+    #[schema(format = Email)]
     contact_email: Option<String>,
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -425,7 +447,11 @@ pub(super) async fn contact_evidence(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EvidenceQuery {
+    /// RFC 3339; the start, included.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339; the end, excluded.
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -465,7 +491,7 @@ pub(super) async fn export_evidence(
     path = "/v1/domains/{name}",
     tag = "v1",
     operation_id = "GetDomain",
-    params(("name" = String, Path, description = "The domain name")),
+    params(("name" = String, Path, description = "The domain name", example = "example.com")),
     responses(
         (status = 200, description = "The domain's verification and suspension", body = DomainDetails),
         (status = 400, description = "Invalid input (`InvalidInput`, `UnsupportedTLD`)", body = ErrorBody),
@@ -484,6 +510,8 @@ pub(super) async fn domain_show(State(s): State<AppState>, Path(name): Path<Stri
 pub(super) struct EventsQuery {
     pending: Option<bool>,
     #[serde(rename = "maxItems")]
+    /// 1 to 1000; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     max_items: Option<i64>,
     marker: Option<String>,
 }

@@ -39,11 +39,29 @@ impl Verifier {
 
     /// GetDetails for a contact.
     pub async fn details(&self, contact: &ContactRecord) -> Result<ContactDetails> {
-        let v = self
-            .store
-            .verification(&contact.email_key)
-            .await?
-            .ok_or_else(|| Error::internal("contact has no verification record"))?;
+        let mut contact = contact.clone();
+        let mut found = self.store.verification(&contact.email_key).await?;
+        for _ in 0..super::RACE_ATTEMPTS {
+            if found.is_some() {
+                break;
+            }
+            // The contact moved to another address after it was read, and
+            // the old address's record went (schemathesis found this as a
+            // 500 under concurrent requests): read the contact again.
+            contact = self
+                .store
+                .contact(&contact.external_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no contact with external id {}",
+                        contact.external_id
+                    ))
+                })?;
+            found = self.store.verification(&contact.email_key).await?;
+        }
+        let v = found.ok_or_else(|| Error::internal("contact has no verification record"))?;
+        let contact = &contact;
         let domains = self
             .store
             .contact_domain_records(&contact.external_id)
