@@ -201,12 +201,37 @@ impl Store {
     /// Domains whose registrant is not Validated but that do not wait (rows
     /// from before deadlines were kept) start waiting now; waiting domains
     /// with no deadline (they started waiting while suspension was off) get
-    /// `deadline`, counted from now that suspension is on.
+    /// `deadline`, counted from now that suspension is on. Both scan the
+    /// domains, so they run once per setting of `suspension.after_days`
+    /// (recorded in `maintenance`), not at every sweep.
     pub async fn adopt_waiting_domains(
         &self,
         now: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
+        setting: &str,
     ) -> Result<u64> {
+        const PASS: &str = "domains_adopted_for_after_days";
+        let done: Option<String> = with_pool!(self, pool, d => sqlx::query_scalar(
+            "SELECT value FROM maintenance WHERE name = $1")
+            .bind(PASS)
+            .fetch_optional(pool)
+            .await?);
+        if done.as_deref() == Some(setting) {
+            return Ok(0);
+        }
+        let changed = self.adopt_now(now, deadline).await?;
+        with_pool!(self, pool, d => sqlx::query(
+            "INSERT INTO maintenance (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(PASS)
+            .bind(setting)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(changed)
+    }
+
+    async fn adopt_now(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> Result<u64> {
         let dated = match deadline {
             Some(_) => with_pool!(self, pool, d => sqlx::query(
                 "UPDATE domains SET suspension_date = $1 \

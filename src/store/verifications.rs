@@ -201,7 +201,7 @@ impl Store {
             let rows: Vec<DueRow> = sqlx::query_as(&format!(
                 "SELECT due_at AS sweep_due_at, {VERIFICATION_COLUMNS} FROM verifications v \
                  WHERE v.due_at IS NOT NULL AND v.due_at <= $1 \
-                   AND (v.due_at > $2 OR (v.due_at = $2 AND v.email_key > $3)) \
+                   AND (v.due_at, v.email_key) > ($2, $3) \
                    AND (v.claim_until IS NULL OR v.claim_until <= $1) \
                    AND EXISTS (SELECT 1 FROM contacts c JOIN domains dm \
                        ON dm.contact_external_id = c.external_id WHERE c.email_key = v.email_key) \

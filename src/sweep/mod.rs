@@ -186,6 +186,10 @@ impl Sweeper {
                 None => suspend::count(&plan),
                 Some(_) => suspend::execute(&self.store, plan, now, &self.policy).await?,
             };
+        } else if courier.is_some() && !stop.is_stopped() {
+            // Suspension is off: remember it, so that turning it on again
+            // gives the domains that waited meanwhile their deadline.
+            self.store.adopt_waiting_domains(now, None, "0").await?;
         }
         if !stop.is_stopped() {
             let open = self.store.open_operations().await?;

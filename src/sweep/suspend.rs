@@ -49,8 +49,12 @@ pub(super) async fn execute(
     now: DateTime<Utc>,
     p: &Policy,
 ) -> Result<u64> {
+    let setting = p
+        .suspend_after
+        .map(|d| d.num_days().to_string())
+        .unwrap_or_else(|| "0".into());
     let adopted = store
-        .adopt_waiting_domains(now, deadline(now, p.suspend_after, None))
+        .adopt_waiting_domains(now, deadline(now, p.suspend_after, None), &setting)
         .await?;
     if adopted > 0 {
         tracing::info!(
