@@ -180,6 +180,11 @@ impl Courier {
         writer: &GroupWriter,
     ) -> Result<(Notice, Delivery)> {
         let notice = s.claim.notice;
+        // A claim that could run out before this send ends is renewed
+        // first; one lost meanwhile is someone else's now: send nothing.
+        if !self.claim_lasts(&s.claim.verification, owner).await? {
+            return Ok((notice, Delivery::Skipped));
+        }
         let result = self
             .send(&s.claim.verification, notice, s.key.as_ref(), &s.domains)
             .await;
@@ -219,6 +224,21 @@ impl Courier {
                 }
             },
         ))
+    }
+
+    /// Whether the claim on `v` covers a whole send from now, renewing it
+    /// (one lease from now) when it would not; false if it is no longer
+    /// `owner`'s.
+    async fn claim_lasts(&self, v: &Verification, owner: &str) -> Result<bool> {
+        let now = self.clock.now();
+        if v.claim_until
+            .is_some_and(|until| until >= now + self.policy.send_bound)
+        {
+            return Ok(true);
+        }
+        self.store
+            .renew_claim(&v.email_key, owner, now, &self.policy)
+            .await
     }
 
     /// Renders and sends; returns once the relay answered.

@@ -70,6 +70,33 @@ impl Store {
         Ok(won)
     }
 
+    /// Extends `owner`'s claim on an address by a lease from `now`; false
+    /// (and nothing written) if the claim is no longer `owner`'s.
+    pub async fn renew_claim(
+        &self,
+        email_key: &EmailKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let current = tx.verification_for_update(email_key).await?;
+        let Some(mut cur) = current.filter(|c| c.is_claimed_by(owner) && c.is_claimed(now)) else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        cur.claim(owner, now, policy);
+        if !tx
+            .write_verification(VerificationWrite::Update(&cur), now, policy)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Records a group of outcomes in one transaction. An address whose
     /// claim is no longer the sender's (its contact moved away, or the lease
     /// ran out) keeps only the record of the attempt.
