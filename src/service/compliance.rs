@@ -47,11 +47,19 @@ impl Verifier {
     ) -> Result<ContactDetails> {
         let reason = parse_reason(reason)?;
         let by = by.map(parse_by).transpose()?;
-        let contact = self.find_contact(selector).await?;
-        for _ in 0..RACE_ATTEMPTS {
-            let mut v = self.verification_of(&contact.email_key).await?;
+        for attempt in 0..RACE_ATTEMPTS {
+            if attempt > 0 {
+                // Lost a race with another writer: let it finish first.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            // Read afresh each time: the contact may have moved to another
+            // address meanwhile, and that is the address to verify.
+            let contact = self.find_contact(selector).await?;
+            let Some(mut v) = self.store.verification(&contact.email_key).await? else {
+                continue;
+            };
             if v.status == Status::Validated {
-                break;
+                return self.details(&contact).await;
             }
             let now = self.now();
             v.validate(now);
@@ -71,12 +79,9 @@ impl Verifier {
                 return self.details(&contact).await;
             }
         }
-        match self.verification_of(&contact.email_key).await?.status {
-            Status::Validated => self.details(&contact).await,
-            _ => Err(Error::unavailable(
-                "the verification kept changing; try again",
-            )),
-        }
+        Err(Error::unavailable(
+            "the verification kept changing; try again",
+        ))
     }
 
     /// `contact reverify`: a Validated address goes back to verification
@@ -88,9 +93,14 @@ impl Verifier {
         reason: &str,
     ) -> Result<ContactDetails> {
         let reason = parse_reason(reason)?;
-        let contact = self.find_contact(selector).await?;
-        for _ in 0..RACE_ATTEMPTS {
-            let mut v = self.verification_of(&contact.email_key).await?;
+        for attempt in 0..RACE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let contact = self.find_contact(selector).await?;
+            let Some(mut v) = self.store.verification(&contact.email_key).await? else {
+                continue;
+            };
             if v.status != Status::Validated {
                 return Err(Error::invalid(format!(
                     "the email address of {} is {}, not Validated: it is already in verification \
@@ -210,13 +220,6 @@ impl Verifier {
             events,
             next_page_marker,
         })
-    }
-
-    async fn verification_of(&self, email_key: &crate::domain::EmailKey) -> Result<Verification> {
-        self.store
-            .verification(email_key)
-            .await?
-            .ok_or_else(|| Error::internal("contact has no verification record"))
     }
 
     /// Logs what a validation did: the address, its released domains and its
