@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark of issue 9 (deliverable 7), driven by benches/run.sh.
+"""The benchmark of import, sweeps, memory and the idle daemon, driven by benches/run.sh.
 
 Runs the release binary as separate processes against a fresh SQLite file and
 a fresh Postgres database, with Postfix's smtp-sink as the relay, and measures
@@ -55,7 +55,7 @@ KEY_VALIDITY = dt.timedelta(days=60)
 REMINDER_DAYS = [3, 7, 14, 30, 45, 55]
 SUSPEND_AFTER = dt.timedelta(days=15)
 
-# Targets (issue 9).
+# Targets.
 TARGET_SWEEP_RATIO = 1.5
 TARGET_IMPORT_RATIO = 3.0
 TARGET_NOOP_MS = 50.0

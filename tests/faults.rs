@@ -1,5 +1,5 @@
 //! Sending under faults, with the real binary, a real SMTP server on
-//! loopback and both databases (issue 9, deliverables 5 and 6): a sweep
+//! loopback and both databases: a sweep
 //! killed with -9 in the middle, a relay answering 421 / 451 or refusing
 //! connections for a while, a relay slow only to answer the final dot, and
 //! no log level printing a secret, a link token or an unmasked address.

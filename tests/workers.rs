@@ -1,4 +1,4 @@
-//! Several workers share the work (issue 9, deliverable 4): `sweep`
+//! Several workers share the work: `sweep`
 //! processes started at once on one database split the due addresses
 //! between them, and every address gets exactly one email. This is how a
 //! registrar grows past one host: more processes on one database.
