@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 9: import, full sweep, no-op sweep, peak RSS and the
+# The benchmark: import, full sweep, no-op sweep, peak RSS and the
 # idle daemon on SQLite and Postgres, against the limits measured in the same
 # run (Postfix's smtp-source against smtp-sink, raw SQL). See BENCHMARKS.md.
 #
