@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::domain::verification::{Key, ResendPlan};
 use crate::domain::{mask_email, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification};
 use crate::mail::{MailContext, Mailer, SendError};
+use crate::shutdown::StopSignal;
 use crate::store::{Claim, NotificationRecord, Outcome, Store};
 use crate::{Error, ErrorCode, Result};
 
@@ -104,7 +105,9 @@ impl Courier {
     /// Delivers `job` for the address of `v` (as read by the caller), under
     /// the claim `owner` (a resend).
     pub async fn deliver(&self, v: &Verification, job: Job, owner: &str) -> Result<Delivery> {
-        let mut done = self.deliver_batch(vec![(v.clone(), job)], owner, 1).await?;
+        let mut done = self
+            .deliver_batch(vec![(v.clone(), job)], owner, 1, &StopSignal::never())
+            .await?;
         Ok(done.pop().map(|(_, d)| d).unwrap_or(Delivery::Skipped))
     }
 
@@ -118,6 +121,7 @@ impl Courier {
         jobs: Vec<(Verification, Job)>,
         owner: &str,
         concurrency: usize,
+        stop: &StopSignal,
     ) -> Result<Vec<(Notice, Delivery)>> {
         let now = self.clock.now();
         let wanted = jobs.len();
@@ -160,7 +164,7 @@ impl Courier {
             .collect();
         let writer = GroupWriter::spawn(self.clone(), concurrency);
         let done: Vec<Result<(Notice, Delivery)>> = futures::stream::iter(sendings)
-            .map(|s| self.send_and_record(s, owner, &writer))
+            .map(|s| self.send_and_record(s, owner, &writer, stop))
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
@@ -178,8 +182,25 @@ impl Courier {
         s: Sending,
         owner: &str,
         writer: &GroupWriter,
+        stop: &StopSignal,
     ) -> Result<(Notice, Delivery)> {
         let notice = s.claim.notice;
+        if stop.is_stopped() {
+            // Claimed but not sent: give the address back at once rather
+            // than leave it to wait out the lease.
+            writer
+                .record(Outcome {
+                    email_key: s.claim.verification.email_key.clone(),
+                    owner: owner.to_string(),
+                    notice,
+                    fresh_key: s.claim.fresh_key,
+                    accepted: false,
+                    attempted: false,
+                    note: s.claim.note,
+                })
+                .await?;
+            return Ok((notice, Delivery::Skipped));
+        }
         // A claim that could run out before this send ends is renewed
         // first; one lost meanwhile is someone else's now: send nothing.
         if !self.claim_lasts(&s.claim.verification, owner).await? {
@@ -201,6 +222,7 @@ impl Courier {
             notice,
             fresh_key: s.claim.fresh_key,
             accepted: result.is_ok(),
+            attempted: true,
             note: note.clone(),
         };
         writer.record(outcome).await.inspect_err(|e| {

@@ -43,6 +43,7 @@ pub mod hooks;
 pub mod mail;
 pub mod metrics;
 pub mod service;
+pub mod shutdown;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;

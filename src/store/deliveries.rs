@@ -14,6 +14,9 @@ use crate::domain::verification::Key;
 use crate::domain::{DomainName, EmailKey, Notice, Policy, Verification};
 use crate::Result;
 
+/// Shown for a link whose email was claimed but never sent (a stop came first).
+const VOID_NOT_SENT: &str = "the email carrying this link was not sent";
+
 /// One address to claim for one email.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -34,6 +37,9 @@ pub struct Outcome {
     pub notice: Notice,
     pub fresh_key: Option<Key>,
     pub accepted: bool,
+    /// False for a claimed email never handed to the relay (a stop came
+    /// first): the claim is released and its record removed, as if never made.
+    pub attempted: bool,
     /// The attempt's record, already marked succeeded or failed.
     pub note: NotificationRecord,
 }
@@ -109,6 +115,18 @@ impl Store {
         let mut tx = self.begin().await?;
         for o in outcomes {
             let current = tx.verification_for_update(&o.email_key).await?;
+            if !o.attempted {
+                if let Some(mut cur) = current.filter(|c| c.is_claimed_by(&o.owner)) {
+                    cur.release();
+                    tx.write_verification(VerificationWrite::Update(&cur), now, policy)
+                        .await?;
+                }
+                if let Some(k) = &o.fresh_key {
+                    tx.void_key(&k.id, VOID_NOT_SENT, now).await?;
+                }
+                tx.delete_notification(&o.note.id).await?;
+                continue;
+            }
             if let Some(mut cur) = current.filter(|c| c.is_claimed_by(&o.owner)) {
                 let (superseding, undelivered) =
                     cur.record_outcome(o.notice, o.fresh_key.as_ref(), o.accepted, now, policy);

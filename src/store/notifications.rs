@@ -40,6 +40,16 @@ impl Tx {
         on_tx!(self, conn, d => upsert_notification!(&mut *conn, n));
         Ok(())
     }
+
+    /// Removes the record of an attempt that was never made.
+    pub(crate) async fn delete_notification(&mut self, id: &str) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query("DELETE FROM notifications WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
 }
 
 impl Store {

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::delivery::Courier;
@@ -42,34 +41,7 @@ pub struct SweepSummary {
     pub duration_ms: u64,
 }
 
-/// Tells a running sweep to stop starting new emails (SIGTERM): emails in
-/// flight finish and are recorded.
-#[derive(Clone)]
-pub struct StopSignal(Option<watch::Receiver<bool>>);
-
-impl StopSignal {
-    pub fn never() -> Self {
-        StopSignal(None)
-    }
-
-    pub fn new(rx: watch::Receiver<bool>) -> Self {
-        StopSignal(Some(rx))
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.0.as_ref().is_some_and(|rx| *rx.borrow())
-    }
-
-    /// Resolves once a stop is requested (never, for [`StopSignal::never`]).
-    pub async fn wait(&mut self) {
-        match &mut self.0 {
-            Some(rx) => {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
+pub use crate::shutdown::StopSignal;
 
 /// Runs sweeps: the store, the courier that mails (none for a dry run) and
 /// the rules.

@@ -93,7 +93,7 @@ pub(super) async fn execute(
             .map(|(v, notice)| (v, Job::scheduled(notice)))
             .collect();
         sends = rest;
-        match courier.deliver_batch(jobs, owner, concurrency).await {
+        match courier.deliver_batch(jobs, owner, concurrency, stop).await {
             Ok(results) => {
                 for (notice, delivery) in results {
                     match delivery {
