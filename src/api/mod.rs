@@ -8,6 +8,7 @@ mod client;
 mod monitoring;
 mod openapi;
 mod pages;
+mod schemas;
 mod sigv4;
 mod v1;
 

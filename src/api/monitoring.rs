@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::openapi::ErrorBody;
+use super::schemas::ErrorBody;
 use super::{ApiError, AppState};
 use crate::metrics;
 use crate::service::Stats;

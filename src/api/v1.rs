@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::{
+use super::schemas::{
     ContactOrPage, ErrorBody, EventsPageBody, EvidenceListBody, NotificationsBody,
     ResendOutcomeBody,
 };
