@@ -13,8 +13,11 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::config::BrandingSettings;
 use crate::domain::verification::{Key, ResendPlan};
-use crate::domain::{mask_email, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification};
+use crate::domain::{
+    mask_email, DomainName, EmailKey, Language, Notice, Policy, TokenSecret, Verification,
+};
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
 use crate::store::{Claim, NotificationRecord, Outcome, Store};
@@ -74,6 +77,8 @@ pub struct Courier {
     policy: Policy,
     clock: Clock,
     link_base: String,
+    /// Who the emails come from and where to get help (`name` resolved).
+    branding: BrandingSettings,
 }
 
 /// A claimed email on its way to the relay.
@@ -81,6 +86,7 @@ struct Sending {
     claim: Claim,
     key: Option<Key>,
     domains: Vec<DomainName>,
+    language: Option<Language>,
 }
 
 impl Courier {
@@ -99,7 +105,15 @@ impl Courier {
             policy,
             clock,
             link_base: link_base.trim_end_matches('/').to_string(),
+            branding: BrandingSettings::default(),
         }
+    }
+
+    /// Names the registrar, its logo and support contacts in every email
+    /// (CONTRACT section 9); without it, the sender's display name alone.
+    pub fn with_branding(mut self, branding: BrandingSettings) -> Courier {
+        self.branding = branding;
+        self
     }
 
     /// Delivers `job` for the address of `v` (as read by the caller), under
@@ -149,6 +163,7 @@ impl Courier {
             .map(|c| c.verification.email_key.clone())
             .collect();
         let mut domains = self.store.domains_of(&keys).await?;
+        let mut languages = self.store.languages_of(&keys).await?;
         let sendings: Vec<Sending> = won
             .into_iter()
             .map(|claim| Sending {
@@ -159,6 +174,7 @@ impl Courier {
                 domains: domains
                     .remove(&claim.verification.email_key)
                     .unwrap_or_default(),
+                language: languages.remove(&claim.verification.email_key),
                 claim,
             })
             .collect();
@@ -207,7 +223,13 @@ impl Courier {
             return Ok((notice, Delivery::Skipped));
         }
         let result = self
-            .send(&s.claim.verification, notice, s.key.as_ref(), &s.domains)
+            .send(
+                &s.claim.verification,
+                notice,
+                s.key.as_ref(),
+                &s.domains,
+                s.language.as_ref(),
+            )
             .await;
         crate::metrics::global().sent(notice, &result);
         let mut note = s.claim.note;
@@ -263,29 +285,32 @@ impl Courier {
             .await
     }
 
-    /// Renders and sends; returns once the relay answered.
+    /// Renders and sends; returns once the relay answered. Every notice
+    /// carries its key's link: the expiry notice's (expired) link opens the
+    /// page that offers a new one.
     async fn send(
         &self,
         v: &Verification,
         notice: Notice,
         key: Option<&Key>,
         domains: &[DomainName],
+        language: Option<&Language>,
     ) -> std::result::Result<(), SendError> {
         let now = self.clock.now();
         let key = key.ok_or_else(|| internal_send_error(Error::internal("no key to send")))?;
-        let link = if notice.has_link() {
-            let token = self.secret.token_for(&key.id, &v.email_key);
-            self.link(token.expose())
-        } else {
-            String::new()
-        };
+        let token = self.secret.token_for(&key.id, &v.email_key);
+        let mut branding = self.branding.clone();
+        if branding.name.is_empty() {
+            branding.name = self.mailer.sender_name();
+        }
         let ctx = MailContext {
             email: v.email.to_string(),
             domains: domains.iter().map(ToString::to_string).collect(),
-            link,
-            expires_at: key.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            link: self.link(token.expose()),
+            expires_at: key.expires_at,
             days_left: days_left(now, key.expires_at),
-            registrar: self.mailer.sender_name(),
+            language: language.cloned(),
+            branding,
         };
         let rendered = self
             .mailer

@@ -30,6 +30,8 @@
 //! | Prometheus metrics (`/metrics`), the SMTP and database state `/healthz` reports | [`metrics`] |
 //! | `stats`: counts by state, oldest pending link, last sweep | `service/stats.rs`, `store/stats.rs` |
 //! | SMTP transport and templates | [`mail`] |
+//! | languages: dates, plurals, `Accept-Language`, localized templates | [`i18n`] |
+//! | the registrant's pages, "send me a new link" | `api/pages.rs`, `service/link_resend.rs` |
 
 pub mod api;
 pub mod cli;
@@ -40,6 +42,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod hooks;
+pub mod i18n;
 pub mod mail;
 pub mod metrics;
 pub mod service;

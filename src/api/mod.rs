@@ -7,7 +7,7 @@ mod aws;
 mod client;
 mod monitoring;
 mod openapi;
-mod pages;
+pub(crate) mod pages;
 mod schemas;
 mod sigv4;
 mod v1;
@@ -63,7 +63,7 @@ pub fn router(verifier: Verifier) -> Router {
     let v1 = v1.route("/openapi.json", axum::routing::get(openapi::openapi_json));
     let app = Router::new()
         .nest("/v1", v1)
-        .merge(pages::routes())
+        .merge(pages::routes(&state.verifier))
         .merge(monitoring::routes(serve_metrics))
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
         .layer(axum::extract::DefaultBodyLimit::max(limit));

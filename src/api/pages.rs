@@ -1,213 +1,574 @@
-//! The confirmation pages a registrant reaches from the emailed link.
+//! The pages a registrant reaches from the emailed link (CONTRACT sections 5
+//! and 9).
 //!
 //! `GET /verify/{token}` only shows whose address is being confirmed and a
 //! button: mail scanners and link previews fetch links, so looking must not
-//! confirm. `POST` confirms. Plain HTML that works without JavaScript, never
-//! cached, never framed, and sent with no Referer (the URL holds the token).
+//! confirm or send anything. `POST` confirms; `POST /verify/{token}/resend`
+//! ("send me a new link", offered by the page of an expired or replaced
+//! link) mails the link's own address. Every path under `/verify` answers a
+//! page, never JSON. Pages speak the address's language, else the browser's
+//! (`Accept-Language`), else English; they work without JavaScript, are
+//! never cached or framed, and are sent with no Referer (the URL holds the
+//! token).
 
-use std::sync::LazyLock;
+use std::path::Path as FsPath;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{any, get, post};
+use axum::{Extension, Router};
 use base64::Engine;
+use chrono::{DateTime, Utc};
+use minijinja::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::client::Client;
 use super::AppState;
-use chrono::{DateTime, Utc};
+use crate::config::{BrandingSettings, Settings};
+use crate::domain::{mask_email, DomainName, Language};
+use crate::i18n::{format_date, negotiate, Catalog};
+use crate::service::{LinkFacts, LinkResend, Verifier};
+use crate::store::VOID_EMAIL_CHANGED;
+use crate::{Error, ErrorCode, Result};
 
-use crate::domain::{mask_email, DomainName};
-use crate::{Error, ErrorCode};
+/// Every built-in page file: one per language, each holding every kind of
+/// page, on one layout.
+const BUILTIN: &[(&str, &str)] = &[
+    ("page-layout.html", include_str!("templates/page-layout.html")),
+    ("page.html", include_str!("templates/page.html")),
+    ("page.de.html", include_str!("templates/page.de.html")),
+    ("page.fr.html", include_str!("templates/page.fr.html")),
+    ("page.es.html", include_str!("templates/page.es.html")),
+];
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/verify/{token}", get(show).post(confirm))
+const PAGE: &str = "page.html";
+
+/// The pages' stylesheet, allowed by its hash in the Content-Security-Policy
+/// (so a template cannot bring its own). Nothing in it is wider than the
+/// screen: long addresses and domains wrap anywhere.
+const STYLE: &str = "*{box-sizing:border-box}\
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;line-height:1.5;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#1f2937;background:#fff;overflow-wrap:anywhere}\
+header{display:flex;flex-wrap:wrap;align-items:center;gap:.75rem;padding-bottom:1rem;margin-bottom:1.5rem;border-bottom:1px solid #e5e7eb}\
+.logo{display:block;max-width:100%;max-height:3rem;height:auto}\
+.brand{margin:0;font-weight:600;color:#374151}\
+h1{font-size:1.5rem;line-height:1.3;margin:0 0 1rem}\
+li{font-weight:600}\
+button{font:inherit;font-weight:600;max-width:100%;padding:.7rem 1.4rem;border:0;border-radius:.4rem;background:#1d4ed8;color:#fff;cursor:pointer}\
+button:hover,button:focus{background:#1e40af}\
+a{color:#1d4ed8}\
+.note{color:#4b5563;font-size:.9rem}\
+footer{margin-top:2rem;padding-top:1rem;border-top:1px solid #e5e7eb;color:#4b5563;font-size:.9rem}";
+
+/// The page templates: built-in, then `templates.dir` (which may replace
+/// them or add `page.LANG.html` for any language).
+pub(crate) fn load_templates(dir: Option<&FsPath>) -> Result<Catalog> {
+    Catalog::load(BUILTIN, &[PAGE], dir)
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;line-height:1.5;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}\
-h1{font-size:1.5rem}button{font-size:1.1rem;padding:.6rem 1.2rem;cursor:pointer}\
-.note{color:#555;font-size:.9rem}";
+/// What every page shares: its templates, who is speaking, and the headers.
+struct Pages {
+    catalog: Catalog,
+    branding: BrandingSettings,
+    /// The page languages, for `Accept-Language`.
+    languages: Vec<String>,
+    csp: HeaderValue,
+}
 
-/// Only our own stylesheet (by hash) and a form posting back here are allowed.
-static CSP: LazyLock<String> = LazyLock::new(|| {
+impl Pages {
+    fn new(settings: &Settings) -> Pages {
+        let dir = &settings.templates.dir;
+        let dir = (!dir.is_empty()).then(|| FsPath::new(dir));
+        // The daemon checked the directory at start-up (mail templates load
+        // it first); should it have changed since, the built-ins still serve.
+        let catalog = load_templates(dir).unwrap_or_else(|e| {
+            tracing::error!(event = "templates_failed", error = %e,
+                "cannot load the page templates; serving the built-in ones");
+            load_templates(None).expect("the built-in page templates compile")
+        });
+        let branding = BrandingSettings {
+            name: settings.registrar_name(),
+            ..settings.branding.clone()
+        };
+        Pages {
+            languages: catalog.languages(PAGE),
+            csp: csp(&branding.logo_url),
+            catalog,
+            branding,
+        }
+    }
+}
+
+/// Only our own stylesheet (by hash), a form posting back here and, when a
+/// logo is configured, images from the logo's origin.
+fn csp(logo_url: &str) -> HeaderValue {
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
-    format!(
+    let img = url::Url::parse(logo_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .map(|u| u.origin().ascii_serialization())
+        .map(|origin| format!("; img-src {origin}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
         "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    )
-});
+         frame-ancestors 'none'; base-uri 'none'{img}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+pub fn routes(verifier: &Verifier) -> Router<AppState> {
+    let pages = Arc::new(Pages::new(&verifier.settings));
+    Router::new()
+        .route(
+            "/verify/{token}",
+            get(show).post(confirm).fallback(method_not_allowed),
+        )
+        .route(
+            "/verify/{token}/resend",
+            post(resend).fallback(method_not_allowed),
+        )
+        .route("/verify", any(not_found))
+        .route("/verify/", any(not_found))
+        .route("/verify/{token}/{*rest}", any(not_found))
+        .layer(Extension(pages))
+}
+
+/// Which page, and what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Confirm,
+    Confirmed,
+    Already,
+    Expired,
+    Replaced,
+    Moved,
+    Invalid,
+    Resent,
+    Limited,
+    Unavailable,
+    NotFound,
+    Method,
+    Error,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Confirm => "confirm",
+            Kind::Confirmed => "confirmed",
+            Kind::Already => "already",
+            Kind::Expired => "expired",
+            Kind::Replaced => "replaced",
+            Kind::Moved => "moved",
+            Kind::Invalid => "invalid",
+            Kind::Resent => "resent",
+            Kind::Limited => "limited",
+            Kind::Unavailable => "unavailable",
+            Kind::NotFound => "not_found",
+            Kind::Method => "method",
+            Kind::Error => "error",
         }
     }
-    out
-}
 
-/// A complete page; `body` is already-escaped HTML.
-fn page(status: StatusCode, title: &str, body: String) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n\
-         <body>\n<main>\n<h1>{t}</h1>\n{body}\n</main>\n</body>\n</html>\n",
-        t = escape(title)
-    );
-    let mut r = (status, html).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if let Ok(csp) = HeaderValue::from_str(&CSP) {
-        h.insert(HeaderName::from_static("content-security-policy"), csp);
-    }
-    r
-}
-
-fn domain_list(domains: &[DomainName]) -> String {
-    let items: String = domains
-        .iter()
-        .map(|d| format!("<li>{}</li>", escape(d.as_str())))
-        .collect();
-    format!("<ul>{items}</ul>")
-}
-
-/// A refusal's reason as a sentence: "This verification link no longer
-/// works: a newer verification link was sent."
-fn sentence(message: &str) -> String {
-    let m = message.trim().trim_end_matches('.');
-    let mut chars = m.chars();
-    match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
-        None => String::new(),
+    fn status(self) -> StatusCode {
+        match self {
+            Kind::Confirm | Kind::Confirmed | Kind::Already | Kind::Resent => StatusCode::OK,
+            Kind::Expired => StatusCode::GONE,
+            Kind::Replaced | Kind::Moved | Kind::Invalid => StatusCode::BAD_REQUEST,
+            Kind::Limited => StatusCode::TOO_MANY_REQUESTS,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::Error => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
-/// The page for a link that cannot be used, by why. `expired_on` is the
-/// key's expiry, for the expired page.
-fn refusal(e: &Error, expired_on: Option<DateTime<Utc>>) -> Response {
-    match e.code {
-        ErrorCode::Expired => {
-            let when = expired_on
-                .map(|t| format!(" on {}", t.format("%-d %B %Y at %H:%M UTC")))
-                .unwrap_or_default();
-            page(
-                StatusCode::GONE,
-                "This link has expired",
-                format!(
-                    "<p>This verification link expired{}, so it can no longer confirm your \
-                     email address.</p>\n<p>To get a new link, ask your registrar to resend the \
-                     verification email, for example from your account's contact settings.</p>",
-                    escape(&when)
+/// One page to render: its kind and what it names.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Shown {
+    /// The masked address (`a***@example.com`); never the full one.
+    email: String,
+    domains: Vec<String>,
+    /// The token, for the forms that post back to it.
+    token: String,
+    expired_on: String,
+    retry_at: String,
+}
+
+/// Who asks: the languages their browser accepts.
+struct Request<'a> {
+    pages: &'a Pages,
+    accept_language: String,
+}
+
+impl<'a> Request<'a> {
+    fn new(pages: &'a Pages, headers: &HeaderMap) -> Request<'a> {
+        Request {
+            pages,
+            accept_language: headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    /// The address's language when a page exists in it, else the browser's
+    /// best, else English.
+    fn language(&self, address: Option<&Language>) -> Option<Language> {
+        let have = &self.pages.languages;
+        address
+            .filter(|l| {
+                have.iter()
+                    .any(|h| h == l.as_str() || h == l.primary())
+            })
+            .cloned()
+            .or_else(|| {
+                negotiate(&self.accept_language, have).and_then(|t| Language::parse(&t).ok())
+            })
+    }
+
+    fn page(&self, kind: Kind, lang: Option<&Language>, shown: Shown) -> Response {
+        let (name, lang) = self.pages.catalog.pick(PAGE, lang);
+        let b = &self.pages.branding;
+        let values = minijinja::context! {
+            lang => &lang,
+            kind => kind.name(),
+            style => Value::from_safe_string(STYLE.to_string()),
+            registrar => &b.name,
+            support_email => &b.support_email,
+            support_url => &b.support_url,
+            logo_url => &b.logo_url,
+            ..Value::from_serialize(&shown)
+        };
+        let (status, html) = match self.pages.catalog.render(&name, &values) {
+            Ok(html) => (kind.status(), html),
+            Err(e) => {
+                tracing::error!(event = "http_error", error = %e, "cannot render a verification page");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Something went wrong</title></head>\
+                     <body><h1>Something went wrong</h1><p>Please try again later.</p></body></html>\n"
+                        .to_string(),
+                )
+            }
+        };
+        let mut r = (status, html).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            HeaderName::from_static("content-security-policy"),
+            self.pages.csp.clone(),
+        );
+        if let Ok(lang) = HeaderValue::from_str(&lang) {
+            h.insert(header::CONTENT_LANGUAGE, lang);
+        }
+        r
+    }
+
+    /// The page for an unexpected failure (logged; the page says nothing of it).
+    fn failure(&self, lang: Option<&Language>, e: &Error) -> Response {
+        if e.code == ErrorCode::Unavailable {
+            return self.page(Kind::Unavailable, lang, Shown::default());
+        }
+        tracing::error!(event = "http_error", error = %e, "verification page failed");
+        self.page(Kind::Error, lang, Shown::default())
+    }
+}
+
+fn domain_names(domains: &[DomainName]) -> Vec<String> {
+    domains.iter().map(ToString::to_string).collect()
+}
+
+/// The page for a link that cannot confirm, by why. Only a genuine link
+/// (`facts`) names its masked address or offers a new one.
+fn refusal(req: &Request, token: &str, e: &Error, facts: Option<&LinkFacts>) -> Response {
+    let lang = req.language(facts.and_then(|f| f.language.as_ref()));
+    let lang = lang.as_ref();
+    let masked = |f: &LinkFacts| f.email.as_ref().map(|e| mask_email(e.as_str()));
+    match (e.code, facts) {
+        (ErrorCode::Expired, Some(f)) => {
+            let Some(email) = masked(f) else {
+                return req.page(Kind::Moved, lang, Shown::default());
+            };
+            let shown = Shown {
+                email,
+                token: token.to_string(),
+                expired_on: format_date(f.key.expires_at, req.pages.catalog.pick(PAGE, lang).1.as_str()),
+                ..Shown::default()
+            };
+            req.page(Kind::Expired, lang, shown)
+        }
+        (ErrorCode::InvalidInput | ErrorCode::NotFound, Some(f)) => {
+            match (f.key.void_reason.as_deref(), masked(f)) {
+                (Some(VOID_EMAIL_CHANGED), _) | (_, None) => {
+                    req.page(Kind::Moved, lang, Shown::default())
+                }
+                (Some(_), Some(email)) => req.page(
+                    Kind::Replaced,
+                    lang,
+                    Shown {
+                        email,
+                        token: token.to_string(),
+                        ..Shown::default()
+                    },
                 ),
-            )
+                (None, Some(_)) => req.page(Kind::Invalid, lang, Shown::default()),
+            }
         }
-        ErrorCode::Unavailable => page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Please try again shortly",
-            "<p>We cannot confirm email addresses right now. Your link still works: please try \
-             again in a few minutes.</p>"
-                .into(),
-        ),
-        ErrorCode::InvalidInput | ErrorCode::NotFound => page(
-            StatusCode::BAD_REQUEST,
-            "This link is not valid",
-            format!(
-                "<p>{}</p>\n<p>If you copied the link from the email, make sure it is complete. \
-                 Otherwise, ask your registrar to send a new verification email.</p>",
-                escape(&sentence(&e.message))
-            ),
-        ),
-        _ => {
-            tracing::error!(event = "http_error", error = %e, "verification page failed");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "<p>Please try again later.</p>".into(),
-            )
+        (ErrorCode::InvalidInput | ErrorCode::NotFound | ErrorCode::Expired, None) => {
+            req.page(Kind::Invalid, lang, Shown::default())
         }
+        _ => req.failure(lang, e),
     }
 }
 
-/// Renders a refusal, looking up the expiry date for expired links.
-async fn refuse(s: &AppState, token: &str, e: &Error) -> Response {
-    let expired_on = match e.code {
-        ErrorCode::Expired => s.verifier.link_expiry(token).await,
-        _ => None,
-    };
-    refusal(e, expired_on)
+/// The facts of a genuine link; a database failure is the caller's page.
+async fn facts_of(verifier: &Verifier, token: &str) -> Result<Option<LinkFacts>> {
+    verifier.link_facts(token).await
 }
 
-async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+async fn show(
+    State(s): State<AppState>,
+    Extension(pages): Extension<Arc<Pages>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let req = Request::new(&pages, &headers);
+    let facts = match facts_of(&s.verifier, &token).await {
+        Ok(f) => f,
+        Err(e) => return req.failure(req.language(None).as_ref(), &e),
+    };
     let check = match s.verifier.check_link(&token).await {
         Ok(c) => c,
-        Err(e) => return refuse(&s, &token, &e).await,
+        Err(e) => return refusal(&req, &token, &e, facts.as_ref()),
     };
-    let email = escape(&mask_email(check.verification.email.as_str()));
+    let lang = req.language(facts.as_ref().and_then(|f| f.language.as_ref()));
+    let email = mask_email(check.verification.email.as_str());
     if check.already_confirmed {
-        return page(
-            StatusCode::OK,
-            "Email address already confirmed",
-            format!("<p>The email address <strong>{email}</strong> is already confirmed. There is nothing more to do.</p>"),
-        );
+        let shown = Shown {
+            email,
+            ..Shown::default()
+        };
+        return req.page(Kind::Already, lang.as_ref(), shown);
     }
-    page(
-        StatusCode::OK,
-        "Confirm your email address",
-        format!(
-            "<p>Please confirm that <strong>{email}</strong> is the email address of the \
-             registrant of:</p>\n{}\n<form method=\"post\">\n\
-             <button type=\"submit\">Confirm email address</button>\n</form>\n\
-             <p class=\"note\">If you did not register these domains, close this page.</p>",
-            domain_list(&check.domains)
-        ),
-    )
+    let shown = Shown {
+        email,
+        domains: domain_names(&check.domains),
+        token,
+        ..Shown::default()
+    };
+    req.page(Kind::Confirm, lang.as_ref(), shown)
 }
 
 async fn confirm(
     State(s): State<AppState>,
+    Extension(pages): Extension<Arc<Pages>>,
     Path(token): Path<String>,
+    headers: HeaderMap,
     Client(client): Client,
 ) -> Response {
-    match s.verifier.confirm_from(&token, client).await {
+    let req = Request::new(&pages, &headers);
+    let result = s.verifier.confirm_from(&token, client).await;
+    let facts = match facts_of(&s.verifier, &token).await {
+        Ok(f) => f,
+        Err(e) => return req.failure(req.language(None).as_ref(), &e),
+    };
+    let lang = req.language(facts.as_ref().and_then(|f| f.language.as_ref()));
+    match result {
         Ok(c) => {
-            let email = escape(&mask_email(c.email.as_str()));
+            let email = mask_email(c.email.as_str());
             if c.already_confirmed {
-                page(
-                    StatusCode::OK,
-                    "Email address already confirmed",
-                    format!("<p>The email address <strong>{email}</strong> is already confirmed. There is nothing more to do.</p>"),
-                )
+                let shown = Shown {
+                    email,
+                    ..Shown::default()
+                };
+                req.page(Kind::Already, lang.as_ref(), shown)
             } else {
-                page(
-                    StatusCode::OK,
-                    "Email address confirmed",
-                    format!("<p>Thank you. The email address <strong>{email}</strong> is confirmed for:</p>\n{}",
-                        domain_list(&c.domains)),
-                )
+                let shown = Shown {
+                    email,
+                    domains: domain_names(&c.domains),
+                    ..Shown::default()
+                };
+                req.page(Kind::Confirmed, lang.as_ref(), shown)
             }
         }
-        Err(e) => refuse(&s, &token, &e).await,
+        Err(e) => refusal(&req, &token, &e, facts.as_ref()),
+    }
+}
+
+async fn resend(
+    State(s): State<AppState>,
+    Extension(pages): Extension<Arc<Pages>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let req = Request::new(&pages, &headers);
+    let facts = match facts_of(&s.verifier, &token).await {
+        Ok(f) => f,
+        Err(e) => return req.failure(req.language(None).as_ref(), &e),
+    };
+    let lang = req.language(facts.as_ref().and_then(|f| f.language.as_ref()));
+    let lang = lang.as_ref();
+    let Some(facts) = facts else {
+        // Not a genuine link: nothing is mailed, and nothing is offered.
+        return req.page(Kind::Invalid, lang, Shown::default());
+    };
+    match s.verifier.resend_from_link(&token).await {
+        Ok(LinkResend::Sent { email }) => {
+            let shown = Shown {
+                email: mask_email(email.as_str()),
+                ..Shown::default()
+            };
+            req.page(Kind::Resent, lang, shown)
+        }
+        Ok(LinkResend::AlreadyConfirmed { email }) => {
+            let shown = Shown {
+                email: mask_email(email.as_str()),
+                ..Shown::default()
+            };
+            req.page(Kind::Already, lang, shown)
+        }
+        Ok(LinkResend::AddressChanged) => req.page(Kind::Moved, lang, Shown::default()),
+        Err(e) if e.code == ErrorCode::OperationLimitExceeded => {
+            limited(&req, &s.verifier, &facts, lang).await
+        }
+        Err(e) if matches!(e.code, ErrorCode::InvalidInput | ErrorCode::NotFound) => {
+            req.page(Kind::Invalid, lang, Shown::default())
+        }
+        Err(e) => req.failure(lang, &e),
+    }
+}
+
+/// The resend limit's page: when a new link may be asked for, also as
+/// `Retry-After` (seconds).
+async fn limited(
+    req: &Request<'_>,
+    verifier: &Verifier,
+    facts: &LinkFacts,
+    lang: Option<&Language>,
+) -> Response {
+    let at: Option<DateTime<Utc>> = match verifier.resend_allowed_at(facts).await {
+        Ok(at) => at,
+        Err(e) => return req.failure(lang, &e),
+    };
+    let now = verifier.now();
+    // Shown to the minute, so rounded up: never earlier than allowed.
+    let shown_at = at.map(|t| {
+        let secs = t.timestamp();
+        DateTime::from_timestamp(secs + (60 - secs.rem_euclid(60)) % 60, 0).unwrap_or(t)
+    });
+    let written = req.pages.catalog.pick(PAGE, lang).1;
+    let shown = Shown {
+        retry_at: shown_at
+            .map(|t| format_date(t, &written))
+            .unwrap_or_default(),
+        ..Shown::default()
+    };
+    let mut r = req.page(Kind::Limited, lang, shown);
+    let wait = at.map(|t| (t - now).num_seconds().max(1)).unwrap_or(86_400);
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+async fn not_found(Extension(pages): Extension<Arc<Pages>>, headers: HeaderMap) -> Response {
+    let req = Request::new(&pages, &headers);
+    req.page(Kind::NotFound, req.language(None).as_ref(), Shown::default())
+}
+
+async fn method_not_allowed(
+    Extension(pages): Extension<Arc<Pages>>,
+    headers: HeaderMap,
+) -> Response {
+    let req = Request::new(&pages, &headers);
+    let mut r = req.page(Kind::Method, req.language(None).as_ref(), Shown::default());
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logo_origin_alone_is_allowed_for_images() {
+        let with = csp("https://cdn.registrar.example/brand/logo.png?v=2");
+        let with = with.to_str().unwrap();
+        assert!(
+            with.ends_with("; img-src https://cdn.registrar.example"),
+            "{with}"
+        );
+        let without = csp("");
+        assert!(!without.to_str().unwrap().contains("img-src"));
+        assert!(!csp("javascript:alert(1)").to_str().unwrap().contains("img-src"));
+    }
+
+    #[test]
+    fn every_built_in_page_kind_renders_in_every_language() {
+        let catalog = load_templates(None).unwrap();
+        assert_eq!(catalog.languages(PAGE), ["en", "de", "es", "fr"]);
+        for lang in ["en", "de", "fr", "es"] {
+            for kind in [
+                Kind::Confirm,
+                Kind::Confirmed,
+                Kind::Already,
+                Kind::Expired,
+                Kind::Replaced,
+                Kind::Moved,
+                Kind::Invalid,
+                Kind::Resent,
+                Kind::Limited,
+                Kind::Unavailable,
+                Kind::NotFound,
+                Kind::Method,
+                Kind::Error,
+            ] {
+                let l = Language::parse(lang).unwrap();
+                let (name, _) = catalog.pick(PAGE, Some(&l));
+                let html = catalog
+                    .render(
+                        &name,
+                        &minijinja::context! { lang, kind => kind.name(), registrar => "Registrar",
+                            email => "a***@example.com", domains => vec!["example.com"], token => "TOKEN" },
+                    )
+                    .unwrap();
+                let title = html
+                    .split("<title>")
+                    .nth(1)
+                    .and_then(|t| t.split("</title>").next())
+                    .unwrap_or_default();
+                assert!(!title.trim().is_empty(), "{lang} {kind:?}: no title");
+                assert!(
+                    html.contains(&format!("<h1>{title}</h1>")),
+                    "{lang} {kind:?}: heading is the title"
+                );
+                assert!(html.contains(&format!("<html lang=\"{lang}\">")));
+                let has_form = html.contains("<form");
+                assert_eq!(
+                    has_form,
+                    matches!(kind, Kind::Confirm | Kind::Expired | Kind::Replaced),
+                    "{lang} {kind:?}"
+                );
+            }
+        }
     }
 }

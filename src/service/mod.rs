@@ -11,6 +11,7 @@ mod compliance;
 mod confirm;
 mod contacts;
 mod import;
+mod link_resend;
 mod markers;
 mod operations;
 mod resend;
@@ -33,6 +34,7 @@ use crate::{Error, ErrorCode, Result};
 pub use compliance::EventsPage;
 pub use confirm::ClientInfo;
 pub use contacts::ContactsPage;
+pub use link_resend::{LinkFacts, LinkResend};
 use markers::Markers;
 pub use operations::OperationsPage;
 pub use shapes::*;
@@ -103,7 +105,11 @@ impl Verifier {
             self.policy.clone(),
             self.clock.clone(),
             &self.settings.verification.link_base_url,
-        ));
+        )
+        .with_branding(crate::config::BrandingSettings {
+            name: self.settings.registrar_name(),
+            ..self.settings.branding.clone()
+        }));
         self.secret = Some(secret);
         self.hooks = Hooks::new(&self.settings.hooks, self.store.clone(), self.clock.clone())?;
         Ok(self)
