@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::domain::verification::{Key, ResendPlan};
-use crate::domain::{mask_email, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification};
+use crate::domain::{
+    mask_email, Bounce, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification,
+};
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
 use crate::store::{Claim, NotificationRecord, Outcome, Store};
@@ -197,6 +199,7 @@ impl Courier {
                     accepted: false,
                     attempted: false,
                     note: s.claim.note,
+                    bounce: None,
                 })
                 .await?;
             return Ok((notice, Delivery::Skipped));
@@ -216,6 +219,11 @@ impl Courier {
             Ok(()) => note.succeed(now),
             Err(e) => note.fail(now, e.code.clone(), e.detail.clone()),
         }
+        let bounce = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.refused.as_ref())
+            .and_then(|(code, text)| Bounce::from_reply(code, text, now));
         let outcome = Outcome {
             email_key: s.claim.verification.email_key.clone(),
             owner: owner.to_string(),
@@ -224,6 +232,7 @@ impl Courier {
             accepted: result.is_ok(),
             attempted: true,
             note: note.clone(),
+            bounce: bounce.clone(),
         };
         writer.record(outcome).await.inspect_err(|e| {
             tracing::error!(event = "state_write_failed", error = %e, notification_id = %note.id,
@@ -239,6 +248,13 @@ impl Courier {
                     Delivery::Sent(note)
                 }
                 Err(e) => {
+                    if let Some(b) = &bounce {
+                        tracing::warn!(event = "email_bounced", operation_type,
+                            notification_id = %note.id,
+                            email = %mask_email(s.claim.verification.email.as_str()),
+                            code = %b.code, detail = %b.detail,
+                            "the relay refused the address for good; sweeps stop mailing it");
+                    }
                     tracing::warn!(event = "email_failed", operation_type, notification_id = %note.id,
                         error_code = %e.code, permanent = e.permanent, error = %e.detail,
                         "email not accepted; the address keeps its state");
@@ -383,6 +399,7 @@ fn internal_send_error(e: Error) -> SendError {
     SendError {
         code: "InternalError".into(),
         permanent: false,
+        refused: None,
         detail: e.message,
     }
 }
