@@ -118,6 +118,10 @@ pub enum ContactCommand {
         /// A domain the contact is registrant of (repeatable).
         #[arg(long = "domain", value_name = "NAME")]
         domains: Vec<String>,
+        /// The contact's language tag (en, de, fr, es, ...); emails and
+        /// pages use it. Absent keeps the contact's.
+        #[arg(long, value_name = "TAG")]
+        language: Option<String>,
     },
     /// Import contacts from JSON Lines (`-` reads stdin).
     Import { file: PathBuf },
@@ -166,6 +170,9 @@ pub enum ContactCommand {
         /// Only contacts with a suspended domain.
         #[arg(long)]
         suspended: bool,
+        /// Only contacts whose address bounced.
+        #[arg(long)]
+        bounced: bool,
         /// Items per page (1-1000, default 100).
         #[arg(long, value_name = "N")]
         max_items: Option<i64>,
@@ -310,7 +317,11 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                 external_id,
                 email,
                 domains,
-            } => to_json(&v.add_contact(&external_id, &email, &domains).await?),
+                language,
+            } => to_json(
+                &v.add_contact(&external_id, &email, &domains, language.as_deref())
+                    .await?,
+            ),
             ContactCommand::Import { file } => {
                 let report = if file.as_os_str() == "-" {
                     v.import(tokio::io::BufReader::new(tokio::io::stdin()))
@@ -341,6 +352,7 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                 status,
                 domain,
                 suspended,
+                bounced,
                 max_items,
                 marker,
             } => Ok(v
@@ -348,6 +360,7 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                     status.as_deref(),
                     domain.as_deref(),
                     suspended,
+                    bounced,
                     max_items,
                     marker.as_deref(),
                 )

@@ -16,7 +16,8 @@ use crate::clock::Clock;
 use crate::config::BrandingSettings;
 use crate::domain::verification::{Key, ResendPlan};
 use crate::domain::{
-    mask_email, DomainName, EmailKey, Language, Notice, Policy, TokenSecret, Verification,
+    mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy, TokenSecret,
+    Verification,
 };
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
@@ -213,6 +214,7 @@ impl Courier {
                     accepted: false,
                     attempted: false,
                     note: s.claim.note,
+                    bounce: None,
                 })
                 .await?;
             return Ok((notice, Delivery::Skipped));
@@ -238,6 +240,11 @@ impl Courier {
             Ok(()) => note.succeed(now),
             Err(e) => note.fail(now, e.code.clone(), e.detail.clone()),
         }
+        let bounce = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.refused.as_ref())
+            .and_then(|(code, text)| Bounce::from_reply(code, text, now));
         let outcome = Outcome {
             email_key: s.claim.verification.email_key.clone(),
             owner: owner.to_string(),
@@ -246,6 +253,7 @@ impl Courier {
             accepted: result.is_ok(),
             attempted: true,
             note: note.clone(),
+            bounce: bounce.clone(),
         };
         writer.record(outcome).await.inspect_err(|e| {
             tracing::error!(event = "state_write_failed", error = %e, notification_id = %note.id,
@@ -261,6 +269,13 @@ impl Courier {
                     Delivery::Sent(note)
                 }
                 Err(e) => {
+                    if let Some(b) = &bounce {
+                        tracing::warn!(event = "email_bounced", operation_type,
+                            notification_id = %note.id,
+                            email = %mask_email(s.claim.verification.email.as_str()),
+                            code = %b.code, detail = %b.detail,
+                            "the relay refused the address for good; sweeps stop mailing it");
+                    }
                     tracing::warn!(event = "email_failed", operation_type, notification_id = %note.id,
                         error_code = %e.code, permanent = e.permanent, error = %e.detail,
                         "email not accepted; the address keeps its state");
@@ -408,6 +423,7 @@ fn internal_send_error(e: Error) -> SendError {
     SendError {
         code: "InternalError".into(),
         permanent: false,
+        refused: None,
         detail: e.message,
     }
 }

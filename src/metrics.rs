@@ -540,6 +540,7 @@ mod tests {
         let refused = SendError {
             code: "550".into(),
             permanent: true,
+            refused: None,
             detail: "no such user".into(),
         };
         m.sent(Notice::ExpiryNotice, &Err(refused));
@@ -547,6 +548,7 @@ mod tests {
         let down = SendError {
             code: "ConnectionError".into(),
             permanent: false,
+            refused: None,
             detail: "refused".into(),
         };
         m.sent(Notice::Resend, &Err(down));

@@ -478,7 +478,7 @@ both_backends!(
         settings.smtp.username = "relay-user".into();
         settings.smtp.password = "relay-pass".into();
         let v = verifier(&settings, app.clock.clone()).await;
-        v.add_contact("DNA-1", "a@example.com", &["a.com".into()])
+        v.add_contact("DNA-1", "a@example.com", &["a.com".into()], None)
             .await
             .unwrap();
         let out = v.resend(&by_id("DNA-1")).await.unwrap();
@@ -487,7 +487,7 @@ both_backends!(
         // Wrong password: refused, recorded, state unchanged.
         settings.smtp.password = "wrong".into();
         let bad = verifier(&settings, app.clock.clone()).await;
-        bad.add_contact("DNA-2", "b@example.com", &["b.com".into()])
+        bad.add_contact("DNA-2", "b@example.com", &["b.com".into()], None)
             .await
             .unwrap();
         assert_eq!(

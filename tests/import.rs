@@ -27,6 +27,7 @@ fn lines() -> Vec<ContactUpsert> {
                 external_id: ExternalId::parse(&format!("DNA-{i:03}")).unwrap(),
                 email: ContactEmail::parse(&format!("r{i}@example.com")).unwrap(),
                 domains: vec![DomainName::parse(&format!("d{i}.example")).unwrap()],
+                language: None,
                 import: Some(ImportedState {
                     status,
                     key_issued_at: issued.map(|d| t0() - Duration::days(d)),

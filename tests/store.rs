@@ -73,6 +73,7 @@ async fn add(store: &Store, id: &str, addr: &str, now: DateTime<Utc>) -> UpsertO
                 external_id: ext(id),
                 email: email(addr),
                 domains: vec![domain],
+                language: None,
                 import: None,
             },
             now,

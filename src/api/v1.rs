@@ -56,6 +56,10 @@ pub(super) struct ContactBody {
     contact_email: String,
     #[serde(default)]
     domains: Vec<String>,
+    /// A language tag (`en`, `de`, `fr`, `es`, `pt-BR`); absent keeps the
+    /// contact's.
+    #[schema(example = "de")]
+    language: Option<String>,
 }
 
 #[utoipa::path(
@@ -78,7 +82,12 @@ pub(super) async fn add_contact(
 ) -> ApiResult {
     json(
         &s.verifier
-            .add_contact(&b.external_id, &b.contact_email, &b.domains)
+            .add_contact(
+                &b.external_id,
+                &b.contact_email,
+                &b.domains,
+                b.language.as_deref(),
+            )
             .await?,
     )
 }
@@ -105,6 +114,8 @@ pub(super) struct ContactsQuery {
     status: Option<String>,
     domain: Option<String>,
     suspended: Option<bool>,
+    /// Only contacts whose address bounced.
+    bounced: Option<bool>,
     #[serde(rename = "maxItems")]
     /// 1 to 1000; 100 when absent.
     #[param(minimum = 1, maximum = 1000)]
@@ -141,6 +152,7 @@ pub(super) async fn get_contact(
             q.status.as_deref(),
             q.domain.as_deref(),
             q.suspended.unwrap_or(false),
+            q.bounced.unwrap_or(false),
             q.max_items,
             q.marker.as_deref(),
         )

@@ -33,6 +33,7 @@ pub struct Settings {
     pub suspension: SuspensionSettings,
     pub hooks: HookSettings,
     pub aws: AwsSettings,
+    pub branding: BrandingSettings,
 }
 
 /// CONTRACT section 7: the deadline after which a waiting domain is suspended.
@@ -52,6 +53,20 @@ impl Default for SuspensionSettings {
             reverify_on_bounce: true,
         }
     }
+}
+
+/// CONTRACT section 9: who the registrant is dealing with and where to get
+/// help, on every email and page. Empty values are not set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrandingSettings {
+    /// The registrar's name; empty: the display name of `smtp.from`.
+    pub name: String,
+    pub support_email: String,
+    /// An http(s) page where registrants get help.
+    pub support_url: String,
+    /// An http(s) image shown on pages and HTML emails.
+    pub logo_url: String,
 }
 
 /// CONTRACT section 11: the AWS-compatible endpoint (Route 53 Domains over
@@ -319,6 +334,21 @@ pub struct TemplateSettings {
 }
 
 impl Settings {
+    /// The registrar's name as emails and pages show it: `branding.name`,
+    /// else the display name of `smtp.from`, else its domain.
+    pub fn registrar_name(&self) -> String {
+        if !self.branding.name.trim().is_empty() {
+            return self.branding.name.trim().to_string();
+        }
+        match self.smtp.from.parse::<lettre::message::Mailbox>() {
+            Ok(m) => m
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| m.email.domain().to_string()),
+            Err(_) => self.smtp.from.clone(),
+        }
+    }
+
     /// Loads and validates the configuration: `path`, else `$CONTACT_VERIFIER_CONFIG`,
     /// else defaults alone; then the environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings> {
@@ -455,6 +485,7 @@ impl Settings {
             suspend_after: (self.suspension.after_days > 0)
                 .then(|| days(self.suspension.after_days)),
             hooks_configured: !self.hooks.command.is_empty() || !self.hooks.url.is_empty(),
+            reverify_on_bounce: self.suspension.reverify_on_bounce,
             // Connect, TLS, greeting with STARTTLS and AUTH, MAIL, RCPT and
             // DATA each have the command timeout; the final dot its own.
             send_bound: secs(6 * self.smtp.timeout_secs + self.smtp.data_timeout_secs)

@@ -134,6 +134,7 @@ impl Settings {
                 Error::config(format!("smtp.return_path is not an email address: {e}"))
             })?;
         }
+        self.validate_branding()?;
         // A claim must outlast the send it covers, or another sweep could
         // take the address while the relay is still answering.
         if self.schedule.claim_lease_secs < s.timeout_secs + s.data_timeout_secs {
@@ -198,6 +199,37 @@ impl Settings {
     }
 
     /// `[aws]`: with `enabled`, a key pair and a region are required.
+    fn validate_branding(&self) -> Result<()> {
+        let b = &self.branding;
+        if b.name.chars().count() > 200 {
+            return Err(Error::config("branding.name is longer than 200 characters"));
+        }
+        if !b.support_email.is_empty() {
+            b.support_email.parse::<lettre::Address>().map_err(|e| {
+                Error::config(format!(
+                    "branding.support_email {:?} is not an email address ({e}); use e.g. \
+                     \"support@registrar.example\" or leave it empty",
+                    b.support_email
+                ))
+            })?;
+        }
+        for (key, value) in [("support_url", &b.support_url), ("logo_url", &b.logo_url)] {
+            if value.is_empty() {
+                continue;
+            }
+            let ok = url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+            if ok.is_none() || value.contains(['"', '<', '>', '\'', ' ']) {
+                return Err(Error::config(format!(
+                    "branding.{key} {value:?} is not an http(s) URL; use e.g. \
+                     \"https://registrar.example/help\" or leave it empty"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_aws(&self) -> Result<()> {
         let a = &self.aws;
         if !a.enabled {

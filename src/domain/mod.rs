@@ -1,22 +1,26 @@
 //! Typed values parsed once at the edge (CLI, import, API) and the pure
 //! verification state machine. Nothing here does I/O.
 
+pub mod bounce;
 mod contact_email;
 mod domain_name;
 pub mod event;
 pub mod evidence;
 mod external_id;
+mod language;
 pub mod notice;
 mod operation;
 pub mod suspension;
 pub mod token;
 pub mod verification;
 
+pub use bounce::Bounce;
 pub use contact_email::{ContactEmail, EmailKey};
 pub use domain_name::DomainName;
 pub use event::{Event, EventType};
 pub use evidence::{Evidence, Method, Proof};
 pub use external_id::ExternalId;
+pub use language::Language;
 pub use notice::Notice;
 pub use operation::{settle, OperationStatus, OperationType, StatusFlag};
 pub use token::{KeyId, TokenSecret, VerificationToken};

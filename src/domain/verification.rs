@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::token::KeyId;
-use super::{ContactEmail, EmailKey, Notice};
+use super::{Bounce, ContactEmail, EmailKey, Notice};
 use crate::{Error, Result};
 
 /// CONTRACT section 1 statuses, spelled exactly.
@@ -78,6 +78,8 @@ pub struct Policy {
     /// The longest one email can hold its connection: the command and data
     /// timeouts plus the retries of its outcome's write.
     pub send_bound: Duration,
+    /// A bounce of a Validated address sends it back to verification.
+    pub reverify_on_bounce: bool,
 }
 
 impl Default for Policy {
@@ -92,6 +94,7 @@ impl Default for Policy {
             suspend_after: Some(Duration::days(15)),
             hooks_configured: false,
             send_bound: Duration::seconds(6 * 30 + 600 + 63),
+            reverify_on_bounce: true,
         }
     }
 }
@@ -192,6 +195,9 @@ pub struct Verification {
     pub claim_owner: Option<String>,
     pub claim_until: Option<DateTime<Utc>>,
     pub validated_at: Option<DateTime<Utc>>,
+    /// The last hard bounce, until a new email, a resend or a validation
+    /// clears it: while set, sweeps send the address nothing.
+    pub bounce: Option<Bounce>,
     /// Bumped by every write; a write succeeds only on the version it read.
     pub version: i64,
 }
@@ -211,6 +217,7 @@ impl Verification {
             claim_owner: None,
             claim_until: None,
             validated_at: None,
+            bounce: None,
             version: 0,
         }
     }
@@ -240,6 +247,15 @@ impl Verification {
     /// What a sweep must do at `now`, if anything. Claims are the store's
     /// business; backoff after failed sends is honoured here.
     pub fn due(&self, now: DateTime<Utc>, p: &Policy) -> Option<Due> {
+        let due = self.due_ignoring_bounce(now, p);
+        match due {
+            // A bounced address expires as any other but gets no email.
+            Some(Due::Send(_)) if self.bounce.is_some() => None,
+            due => due,
+        }
+    }
+
+    fn due_ignoring_bounce(&self, now: DateTime<Utc>, p: &Policy) -> Option<Due> {
         match self.status {
             Status::Validated => None,
             Status::NotValidated => self
@@ -270,7 +286,9 @@ impl Verification {
         };
         match self.status {
             Status::Validated => None,
+            Status::NotValidated if self.bounce.is_some() => None,
             Status::NotValidated => Some(retry(now)),
+            Status::Pending if self.bounce.is_some() => self.key.as_ref().map(|k| k.expires_at),
             Status::Pending => {
                 let key = self.key.as_ref()?;
                 let next_reminder = self.next_reminder_day_at(key, p).map(retry);
@@ -371,6 +389,11 @@ impl Verification {
                 superseding = Some(k.id.clone());
             }
             self.sent(notice, now);
+            // A resend the relay took is the registrar's (or registrant's)
+            // answer to a bounce: the address is worth mailing again.
+            if notice == Notice::Resend {
+                self.bounce = None;
+            }
             (superseding, None)
         } else {
             if notice.backs_off_on_failure() {
@@ -391,7 +414,7 @@ impl Verification {
     /// configured otherwise, owes one expiry notice.
     pub fn expire(&mut self, p: &Policy) {
         self.status = Status::Expired;
-        self.expiry_notice_owed = p.notify_on_expiry;
+        self.expiry_notice_owed = p.notify_on_expiry && self.bounce.is_none();
         self.failures = 0;
         self.retry_at = None;
     }
@@ -400,6 +423,7 @@ impl Verification {
     pub fn validate(&mut self, now: DateTime<Utc>) {
         self.status = Status::Validated;
         self.validated_at = Some(now);
+        self.bounce = None;
         self.expiry_notice_owed = false;
         self.failures = 0;
         self.retry_at = None;
@@ -436,6 +460,9 @@ impl Verification {
         // Due "now" means since the stored due time, so the answer does not
         // move with the clock.
         let since = due_since.filter(|t| *t <= now).unwrap_or(now);
+        if self.bounce.is_some() {
+            return None;
+        }
         match self.status {
             Status::Validated => None,
             Status::NotValidated => Some(retry(since)),
@@ -448,6 +475,22 @@ impl Verification {
             }
             Status::Expired => self.expiry_notice_owed.then(|| retry(since)),
         }
+    }
+
+    /// Records a hard bounce (a later one replaces an earlier one). A
+    /// Validated address goes back to verification when `reverify` (the
+    /// RAA's answer to evidence that it no longer works); returns whether it
+    /// did, so the caller voids its keys and starts its domains waiting.
+    pub fn bounced(&mut self, bounce: Bounce, reverify: bool) -> bool {
+        self.bounce = Some(bounce);
+        self.failures = 0;
+        self.retry_at = None;
+        self.expiry_notice_owed = false;
+        if reverify && self.status == Status::Validated {
+            self.restart();
+            return true;
+        }
+        false
     }
 
     /// CONTRACT section 2: the last contact left this address.

@@ -56,6 +56,10 @@ pub struct SendError {
     /// A 5xx reply: the relay will not take this message as it is.
     pub permanent: bool,
     pub detail: String,
+    /// The relay refused this recipient or this message for good (a 5xx
+    /// reply to RCPT TO, DATA or the message): its reply, `code text`. A
+    /// 5xx to MAIL FROM or AUTH is the relay's setup, not the address's.
+    pub refused: Option<(String, String)>,
 }
 
 impl SendError {
@@ -77,8 +81,28 @@ impl SendError {
         SendError {
             code,
             permanent: e.is_permanent(),
+            refused: None,
             detail,
         }
+    }
+
+    /// As [`SendError::from_smtp`], for a reply about the recipient or the
+    /// message: a permanent one is a refusal of the address.
+    pub(crate) fn from_smtp_recipient(
+        e: &lettre::transport::smtp::Error,
+        relay: &str,
+    ) -> SendError {
+        let mut err = SendError::from_smtp(e, relay);
+        if let (true, Some(code)) = (err.permanent, e.status()) {
+            // lettre shows "permanent error (550): <the relay's text>".
+            let shown = e.to_string();
+            let text = shown
+                .split_once("): ")
+                .map(|(_, t)| t.to_string())
+                .unwrap_or(shown);
+            err.refused = Some((code.to_string(), text));
+        }
+        err
     }
 }
 
@@ -232,6 +256,7 @@ impl Mailer {
         let invalid = |detail: String| SendError {
             code: "InvalidMessage".into(),
             permanent: true,
+            refused: None,
             detail,
         };
         let to_mailbox = Mailbox::new(None, to.address().clone());
@@ -254,6 +279,7 @@ impl Mailer {
                 .map_err(|e| SendError {
                     code: "FileError".into(),
                     permanent: false,
+                    refused: None,
                     detail: format!("cannot write the message into {dir}: {e}"),
                 }),
         }

@@ -161,6 +161,7 @@ impl Pool {
                         .map_err(|e| SendError {
                             code: "TlsError".into(),
                             permanent: false,
+                            refused: None,
                             detail: format!("{relay}: TLS handshake failed: {e}"),
                         })?;
                 Box::new(TlsStream(tls))
@@ -175,6 +176,7 @@ impl Pool {
                     return Ok(Err(SendError {
                         code: "TlsError".into(),
                         permanent: false,
+                        refused: None,
                         detail: format!(
                             "{relay} does not offer STARTTLS; set smtp.tls = \"tls\" for a relay \
                              that speaks TLS from the first byte (port 465), or \"none\" for a \
@@ -225,16 +227,18 @@ impl Pool {
             .await
             .map_err(|_| command_timeout("MAIL FROM"))?
             .map_err(smtp)?;
+        let refused =
+            |e: lettre::transport::smtp::Error| SendError::from_smtp_recipient(&e, &relay);
         for to in envelope.to() {
             tokio::time::timeout(t, conn.command(Rcpt::new(to.clone(), vec![])))
                 .await
                 .map_err(|_| command_timeout("RCPT TO"))?
-                .map_err(smtp)?;
+                .map_err(refused)?;
         }
         tokio::time::timeout(t, conn.command(Data))
             .await
             .map_err(|_| command_timeout("DATA"))?
-            .map_err(smtp)?;
+            .map_err(refused)?;
         let d = self.cfg.data_timeout;
         tokio::time::timeout(d, conn.message(body))
             .await
@@ -247,7 +251,7 @@ impl Pool {
                     ),
                 )
             })?
-            .map_err(smtp)?;
+            .map_err(refused)?;
         Ok(())
     }
 }
@@ -256,6 +260,7 @@ fn connection_error(relay: &str, what: &str) -> SendError {
     SendError {
         code: "ConnectionError".into(),
         permanent: false,
+        refused: None,
         detail: format!("{relay}: {what}"),
     }
 }
@@ -264,6 +269,7 @@ fn timeout_error(relay: &str, what: &str) -> SendError {
     SendError {
         code: "Timeout".into(),
         permanent: false,
+        refused: None,
         detail: format!("{relay}: {what}"),
     }
 }

@@ -2,7 +2,7 @@
 //! history.
 
 use super::{ContactDetails, ContactSelector, Verifier};
-use crate::domain::{mask_email, ContactEmail, ExternalId, Status};
+use crate::domain::{mask_email, ContactEmail, ExternalId, Language, Status};
 use crate::store::{ContactFilter, ContactRecord, ContactUpsert, NotificationRecord};
 use crate::{Error, Result};
 
@@ -15,11 +15,13 @@ impl Verifier {
         external_id: &str,
         email: &str,
         domains: &[String],
+        language: Option<&str>,
     ) -> Result<ContactDetails> {
         let input = ContactUpsert {
             external_id: ExternalId::parse(external_id)?,
             email: ContactEmail::parse(email)?,
             domains: self.parse_domains(domains)?,
+            language: language.map(Language::parse).transpose()?,
             import: None,
         };
         let outcome = self
@@ -102,8 +104,8 @@ impl Verifier {
                 .map(|d| d.name.clone())
                 .collect(),
             domains: domains.into_iter().map(|d| d.name).collect(),
-            bounce: None,
-            language: None,
+            bounce: v.bounce.clone(),
+            language: contact.language.clone(),
         })
     }
 
@@ -152,6 +154,7 @@ impl Verifier {
         status: Option<&str>,
         domain: Option<&str>,
         suspended: bool,
+        bounced: bool,
         max_items: Option<i64>,
         marker: Option<&str>,
     ) -> Result<ContactsPage> {
@@ -159,13 +162,15 @@ impl Verifier {
             status: status.map(Status::parse).transpose()?,
             domain: domain.map(|d| self.parse_domain(d)).transpose()?,
             suspended,
+            bounced,
         };
         let limit = super::markers::page_size(max_items)?;
         let key = format!(
-            "status={};domain={};suspended={}",
+            "status={};domain={};suspended={};bounced={}",
             filter.status.map(Status::as_str).unwrap_or(""),
             filter.domain.as_ref().map(|d| d.as_str()).unwrap_or(""),
-            filter.suspended
+            filter.suspended,
+            filter.bounced
         );
         let after = marker
             .map(|m| self.markers.read("contacts", &key, m))

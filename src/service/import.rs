@@ -23,6 +23,8 @@ struct ImportLine {
     last_notification_at: Option<String>,
     /// The ICANN deadline of the line's domains (CONTRACT section 7).
     suspension_date: Option<String>,
+    /// The contact's language tag (CONTRACT section 9).
+    language: Option<String>,
 }
 
 /// Lines written per transaction by an import.
@@ -101,6 +103,11 @@ impl Verifier {
             external_id: ExternalId::parse(&line.external_id)?,
             email: ContactEmail::parse(&line.email)?,
             domains: self.parse_domains(&line.domains)?,
+            language: line
+                .language
+                .as_deref()
+                .map(crate::domain::Language::parse)
+                .transpose()?,
             import: Some(ImportedState {
                 status,
                 key_issued_at,

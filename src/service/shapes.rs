@@ -39,8 +39,8 @@ pub struct ContactDetails {
     #[schema(value_type = Vec<String>)]
     pub suspended_domains: Vec<DomainName>,
     /// The address's last hard bounce (`{"Code","Detail","At"}`), or null.
-    #[schema(value_type = Option<Object>, required = true)]
-    pub bounce: Option<serde_json::Value>,
+    #[schema(required = true)]
+    pub bounce: Option<crate::domain::Bounce>,
     /// The contact's language tag, or null.
     #[schema(required = true)]
     pub language: Option<String>,

@@ -309,7 +309,7 @@ impl Store {
 }
 
 impl Tx {
-    async fn restart_in_tx(
+    pub(crate) async fn restart_in_tx(
         &mut self,
         v: &Verification,
         now: DateTime<Utc>,

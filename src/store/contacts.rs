@@ -12,7 +12,7 @@ use super::{
 use crate::domain::suspension::deadline;
 use crate::domain::{
     AddressChange, AddressLeft, ContactEmail, DomainName, EmailKey, Event, EventType, ExternalId,
-    Policy, Proof, Status, Verification,
+    Language, Policy, Proof, Status, Verification,
 };
 use crate::{Error, Result};
 
@@ -23,9 +23,11 @@ pub struct ContactFilter {
     pub domain: Option<DomainName>,
     /// Only contacts with a suspended domain.
     pub suspended: bool,
+    /// Only contacts whose address bounced.
+    pub bounced: bool,
 }
 
-const CONTACT_COLUMNS: &str = "external_id, email, email_key, created_at, updated_at";
+const CONTACT_COLUMNS: &str = "external_id, email, email_key, language, created_at, updated_at";
 
 impl Store {
     /// Creates or updates a contact and its domains in one transaction,
@@ -97,6 +99,51 @@ impl Store {
         })
     }
 
+    /// The language of each address that has one: of its contacts, the most
+    /// recently updated that carries a language (one query for a chunk).
+    pub async fn languages_of(
+        &self,
+        keys: &[EmailKey],
+    ) -> Result<std::collections::HashMap<EmailKey, Language>> {
+        let mut out = std::collections::HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT email_key, language FROM contacts \
+             WHERE language IS NOT NULL AND email_key IN ({}) \
+             ORDER BY email_key, updated_at DESC, external_id",
+            marks.join(", ")
+        );
+        let rows: Vec<(String, String)> = with_pool!(self, pool, d => {
+            let mut q = sqlx::query_as(&sql);
+            for k in keys {
+                q = q.bind(k.as_str());
+            }
+            q.fetch_all(pool).await?
+        });
+        for (k, lang) in rows {
+            let key = EmailKey::try_from(k)?;
+            if out.contains_key(&key) {
+                continue;
+            }
+            // A tag stored before its rules tightened is skipped, not fatal.
+            if let Ok(l) = Language::parse(&lang) {
+                out.insert(key, l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The language of one address (see [`Store::languages_of`]).
+    pub async fn address_language(&self, key: &EmailKey) -> Result<Option<Language>> {
+        Ok(self
+            .languages_of(std::slice::from_ref(key))
+            .await?
+            .remove(key))
+    }
+
     /// One page of contacts in `external_id` order after `after`, filtered
     /// by their address's status, a domain they hold, and whether any of
     /// their domains is suspended (keyset paging: no offset, any size).
@@ -107,19 +154,21 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ContactRecord>> {
         with_pool!(self, pool, d => Ok(sqlx::query_as(&format!(
-            "SELECT c.external_id, c.email, c.email_key, c.created_at, c.updated_at \
+            "SELECT c.external_id, c.email, c.email_key, c.language, c.created_at, c.updated_at \
              FROM contacts c JOIN verifications v ON v.email_key = c.email_key \
              WHERE c.external_id{bytes} > $1 AND ($2 IS NULL OR v.status = $2) \
                AND ($3 IS NULL OR EXISTS (SELECT 1 FROM domains dm \
                    WHERE dm.contact_external_id = c.external_id AND dm.name = $3)) \
                AND ($4 = FALSE OR EXISTS (SELECT 1 FROM domains dm \
                    WHERE dm.contact_external_id = c.external_id AND dm.suspended)) \
+               AND ($6 = FALSE OR v.bounced_at IS NOT NULL) \
              ORDER BY c.external_id{bytes} LIMIT $5", bytes = d::BYTE_ORDER))
             .bind(after.map(ExternalId::as_str).unwrap_or(""))
             .bind(filter.status.map(Status::as_str))
             .bind(filter.domain.as_ref().map(DomainName::as_str))
             .bind(filter.suspended)
             .bind(limit)
+            .bind(filter.bounced)
             .fetch_all(pool)
             .await?))
     }
@@ -127,7 +176,7 @@ impl Store {
     /// The registrant contact of a domain.
     pub async fn registrant(&self, domain: &DomainName) -> Result<Option<ContactRecord>> {
         with_pool!(self, pool, d => Ok(sqlx::query_as(
-            "SELECT c.external_id, c.email, c.email_key, c.created_at, c.updated_at \
+            "SELECT c.external_id, c.email, c.email_key, c.language, c.created_at, c.updated_at \
              FROM contacts c JOIN domains d ON d.contact_external_id = c.external_id WHERE d.name = $1")
             .bind(domain.as_str())
             .fetch_optional(pool)
@@ -154,6 +203,9 @@ impl Tx {
         let was_dormant = !input.domains.is_empty() && self.address_domains(&key).await?.is_empty();
         if change.joins() {
             self.write_contact(id, &input.email, now).await?;
+        }
+        if let Some(lang) = &input.language {
+            self.set_language(id, lang).await?;
         }
         for domain in &input.domains {
             self.assign_domain(domain, id, now).await?;
@@ -324,6 +376,18 @@ impl Tx {
             .bind(email.as_str())
             .bind(email.key().as_str())
             .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// A contact's language, when one was given (none given keeps it).
+    async fn set_language(&mut self, id: &ExternalId, lang: &Language) -> Result<()> {
+        on_tx!(self, conn, d => sqlx::query(
+            "UPDATE contacts SET language = $2 WHERE external_id = $1")
+            .bind(id.as_str())
+            .bind(lang.as_str())
             .execute(&mut *conn)
             .await?
             .rows_affected());

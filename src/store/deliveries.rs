@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::records::NotificationRecord;
 use super::{with_pool, Store, VerificationWrite, VOID_SUPERSEDED, VOID_UNDELIVERED};
 use crate::domain::verification::Key;
-use crate::domain::{DomainName, EmailKey, Notice, Policy, Verification};
+use crate::domain::{Bounce, DomainName, EmailKey, Notice, Policy, Verification};
 use crate::Result;
 
 /// Shown for a link whose email was claimed but never sent (a stop came first).
@@ -42,6 +42,8 @@ pub struct Outcome {
     pub attempted: bool,
     /// The attempt's record, already marked succeeded or failed.
     pub note: NotificationRecord,
+    /// The relay refused the address for good (a 5xx reply).
+    pub bounce: Option<Bounce>,
 }
 
 impl Store {
@@ -144,6 +146,9 @@ impl Store {
                 }
             }
             tx.save_notification(&o.note).await?;
+            if let Some(b) = &o.bounce {
+                tx.record_bounce(&o.email_key, b, now, policy).await?;
+            }
         }
         tx.commit().await
     }

@@ -151,11 +151,12 @@ impl Tx {
         }
         on_tx!(self, conn, d => {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO contacts (external_id, email, email_key, created_at, updated_at) ");
+                "INSERT INTO contacts (external_id, email, email_key, language, created_at, updated_at) ");
             qb.push_values(&fresh, |mut b, f| {
                 b.push_bind(f.input.external_id.as_str())
                     .push_bind(f.input.email.as_str())
                     .push_bind(f.v.email_key.as_str())
+                    .push_bind(f.input.language.as_ref().map(|l| l.as_str().to_string()))
                     .push_bind(now)
                     .push_bind(now);
             });

@@ -17,6 +17,7 @@
 //! written only by `Tx::write_verification`, a compare-and-set on their
 //! version.
 
+mod bounces;
 mod compliance;
 mod contacts;
 mod deliveries;
@@ -40,6 +41,7 @@ use crate::config::DatabaseSettings;
 use crate::domain::verification::{Key, Status};
 use crate::domain::{ContactEmail, DomainName, EmailKey, ExternalId, KeyId};
 use crate::{Error, Result};
+pub use bounces::BounceRecorded;
 pub use compliance::{OperationEffect, Validated, VOID_RESTARTED};
 pub use contacts::ContactFilter;
 pub use deliveries::{Claim, Outcome};
@@ -157,6 +159,8 @@ pub struct ContactUpsert {
     pub external_id: ExternalId,
     pub email: ContactEmail,
     pub domains: Vec<DomainName>,
+    /// The contact's language; None keeps the one it has.
+    pub language: Option<crate::domain::Language>,
     /// The verification state an import line carries, applied only to an
     /// address with no verification of its own yet.
     pub import: Option<ImportedState>,

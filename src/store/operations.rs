@@ -1,7 +1,9 @@
 //! The `operations` table: Route 53 Domains operations that wait on their
 //! domain's registrant, and the join the sweep settles them by.
 
-use super::records::{OpenOperationRow, OperationRecord, OperationRow, OPERATION_COLUMNS};
+use super::records::{
+    OpenOperationRow, OperationRecord, OperationRow, OPERATIONS_VIEW, OPERATION_COLUMNS,
+};
 use super::{on_tx, with_pool, OpenOperation, Store, Tx};
 use chrono::{DateTime, Utc};
 
@@ -88,7 +90,7 @@ impl Store {
     pub async fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
         with_pool!(self, pool, d => {
             let row: Option<OperationRow> = sqlx::query_as(&format!(
-                "SELECT {OPERATION_COLUMNS} FROM operations WHERE id = $1"))
+                "SELECT {OPERATION_COLUMNS} FROM {OPERATIONS_VIEW} WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
                 .await?;
@@ -105,7 +107,7 @@ impl Store {
     ) -> Result<Vec<OperationRecord>> {
         with_pool!(self, pool, d => {
             let rows: Vec<OperationRow> = sqlx::query_as(&format!(
-                "SELECT {OPERATION_COLUMNS} FROM operations \
+                "SELECT {OPERATION_COLUMNS} FROM {OPERATIONS_VIEW} \
                  WHERE ($1 IS NULL OR domain_name = $1) AND ($2 IS NULL OR status_flag = $2) \
                  ORDER BY submitted_at DESC, id DESC LIMIT $3"))
                 .bind(domain.map(DomainName::as_str))
@@ -253,7 +255,7 @@ impl Store {
             format!("WHERE {} ", clauses.join(" AND "))
         };
         let sql = format!(
-            "SELECT {OPERATION_COLUMNS} FROM operations {where_}\
+            "SELECT {OPERATION_COLUMNS} FROM {OPERATIONS_VIEW} {where_}\
              ORDER BY submitted_at {order}, id {order} LIMIT {limit_at}"
         );
         with_pool!(self, pool, d => {

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::domain::verification::{Key, Status, Verification};
 use crate::domain::{
-    ts_serde, ContactEmail, DomainName, EmailKey, Evidence, ExternalId, KeyId, Method, Notice,
-    OperationStatus, OperationType, StatusFlag,
+    ts_serde, Bounce, ContactEmail, DomainName, EmailKey, Evidence, ExternalId, KeyId, Method,
+    Notice, OperationStatus, OperationType, StatusFlag,
 };
 use crate::Result;
 
@@ -20,6 +20,8 @@ pub struct ContactRecord {
     pub email: ContactEmail,
     #[sqlx(try_from = "String")]
     pub email_key: EmailKey,
+    /// A language tag as stored (checked when it was given); None: not given.
+    pub language: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -43,12 +45,16 @@ pub(crate) struct VerificationRow {
     claim_owner: Option<String>,
     claim_until: Option<DateTime<Utc>>,
     validated_at: Option<DateTime<Utc>>,
+    bounce_code: Option<String>,
+    bounce_detail: Option<String>,
+    bounced_at: Option<DateTime<Utc>>,
     version: i64,
 }
 
 pub(crate) const VERIFICATION_COLUMNS: &str = "email_key, email, status, key_id, key_issued_at, \
      key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, failures, \
-     retry_at, claim_owner, claim_until, validated_at, version";
+     retry_at, claim_owner, claim_until, validated_at, bounce_code, bounce_detail, bounced_at, \
+     version";
 
 impl VerificationRow {
     pub(crate) fn into_domain(self) -> Result<Verification> {
@@ -73,6 +79,14 @@ impl VerificationRow {
             claim_owner: self.claim_owner,
             claim_until: self.claim_until,
             validated_at: self.validated_at,
+            bounce: match (self.bounce_code, self.bounced_at) {
+                (Some(code), Some(at)) => Some(Bounce {
+                    code,
+                    detail: self.bounce_detail.unwrap_or_default(),
+                    at,
+                }),
+                _ => None,
+            },
             version: self.version,
         })
     }
@@ -314,6 +328,21 @@ pub(crate) struct OperationRow {
 
 pub(crate) const OPERATION_COLUMNS: &str =
     "id, domain_name, type, status, status_flag, message, submitted_at, last_updated_at";
+
+/// The operations table as it is read: an open operation that waits on a
+/// registrant whose address bounced says so in `Message` (CONTRACT section
+/// 7), worked out when read so that clearing the bounce clears it too.
+pub(crate) const OPERATIONS_VIEW: &str = "(SELECT o.id, o.domain_name, o.type, o.status, \
+     o.status_flag, o.submitted_at, o.last_updated_at, \
+     COALESCE(o.message, CASE WHEN o.status IN ('SUBMITTED', 'IN_PROGRESS') \
+         AND o.status_flag = 'PENDING_CUSTOMER_ACTION' AND v.bounced_at IS NOT NULL \
+       THEN 'The registrant''s email address bounced (' || v.bounce_code || ': ' \
+         || COALESCE(v.bounce_detail, '') || '); the registrant cannot confirm until the \
+address is corrected or the verification email is resent.' END) AS message \
+     FROM operations o \
+     LEFT JOIN domains dm ON dm.name = o.domain_name \
+     LEFT JOIN contacts c ON c.external_id = dm.contact_external_id \
+     LEFT JOIN verifications v ON v.email_key = c.email_key) ops";
 
 impl OperationRow {
     pub(crate) fn into_domain(self) -> Result<OperationRecord> {

@@ -18,9 +18,7 @@ pub struct StateCounts {
     pub pending: i64,
     pub validated: i64,
     pub expired: i64,
-    /// Bounced addresses that at least one contact uses. Always 0 for now:
-    /// the schema records no bounces yet (`bounce` comes with its own
-    /// migration, which adds the column this count will read).
+    /// Bounced addresses that at least one contact uses.
     pub bounced: i64,
     /// Domains waiting on their registrant (suspended ones included: a
     /// suspended domain still waits for its registrant).
@@ -45,7 +43,9 @@ const COUNTS: &str = "\
       GROUP BY COALESCE(v.status, 'NotValidated') \
     UNION ALL SELECT 'domains_waiting', '', COUNT(*) FROM domains WHERE waiting_since IS NOT NULL \
     UNION ALL SELECT 'domains_suspended', '', COUNT(*) FROM domains WHERE suspended \
-    UNION ALL SELECT 'events_pending', '', COUNT(*) FROM events WHERE NOT delivered";
+    UNION ALL SELECT 'events_pending', '', COUNT(*) FROM events WHERE NOT delivered \
+    UNION ALL SELECT 'bounced', '', COUNT(*) FROM verifications v WHERE v.bounced_at IS NOT NULL \
+      AND EXISTS (SELECT 1 FROM contacts c WHERE c.email_key = v.email_key)";
 
 impl Store {
     /// The counts by state, from one grouped query.
@@ -62,6 +62,7 @@ impl Store {
                 ("domains_waiting", _) => c.domains_waiting = n,
                 ("domains_suspended", _) => c.domains_suspended = n,
                 ("events_pending", _) => c.events_pending = n,
+                ("bounced", _) => c.bounced = n,
                 _ => {}
             }
         }

@@ -55,6 +55,7 @@ impl Tx {
                      key_expires_at = $6, last_notification_at = $7, reminder_day_covered = $8, \
                      expiry_notice_owed = $9, failures = $10, retry_at = $11, claim_owner = $12, \
                      claim_until = $13, validated_at = $14, \
+                     bounce_code = $19, bounce_detail = $20, bounced_at = $21, \
                      due_at = CASE WHEN $18 AND $15 <= $16 AND due_at IS NOT NULL AND due_at <= $15 \
                          THEN due_at ELSE $15 END, \
                      version = version + 1, updated_at = $16 WHERE email_key = $1 AND version = $17",
@@ -77,6 +78,9 @@ impl Tx {
                 .bind(now)
                 .bind(v.version)
                 .bind(keep_due_since)
+                .bind(v.bounce.as_ref().map(|b| b.code.as_str()))
+                .bind(v.bounce.as_ref().map(|b| b.detail.as_str()))
+                .bind(v.bounce.as_ref().map(|b| b.at))
                 .execute(&mut *conn)
                 .await?
                 .rows_affected()
@@ -109,8 +113,8 @@ impl Tx {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO verifications (email_key, email, status, key_id, key_issued_at, \
                  key_expires_at, last_notification_at, reminder_day_covered, expiry_notice_owed, \
-                 failures, retry_at, claim_owner, claim_until, validated_at, due_at, version, \
-                 created_at, updated_at) ");
+                 failures, retry_at, claim_owner, claim_until, validated_at, bounce_code, \
+                 bounce_detail, bounced_at, due_at, version, created_at, updated_at) ");
             qb.push_values(&vs, |mut b, v| {
                 let key = v.key.as_ref();
                 b.push_bind(v.email_key.as_str())
@@ -127,6 +131,9 @@ impl Tx {
                     .push_bind(v.claim_owner.as_deref())
                     .push_bind(v.claim_until)
                     .push_bind(v.validated_at)
+                    .push_bind(v.bounce.as_ref().map(|b| b.code.clone()))
+                    .push_bind(v.bounce.as_ref().map(|b| b.detail.clone()))
+                    .push_bind(v.bounce.as_ref().map(|b| b.at))
                     .push_bind(v.next_due_at(now, policy))
                     .push_bind(v.version)
                     .push_bind(now)

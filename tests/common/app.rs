@@ -80,7 +80,7 @@ impl App {
     pub async fn add(&self, id: &str, email: &str, domains: &[&str]) {
         let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
         self.v
-            .add_contact(id, email, &domains)
+            .add_contact(id, email, &domains, None)
             .await
             .expect("add contact");
     }
