@@ -16,8 +16,7 @@ use crate::clock::Clock;
 use crate::config::BrandingSettings;
 use crate::domain::verification::{Key, ResendPlan};
 use crate::domain::{
-    mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy, TokenSecret,
-    Verification,
+    mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy, TokenSecret, Verification,
 };
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;

@@ -154,6 +154,25 @@ pub fn negotiate(header: &str, available: &[String]) -> Option<String> {
     None
 }
 
+/// A configured URL or address for an HTML attribute: the characters that
+/// matter to HTML escaped, and nothing else (the template engine's own
+/// escaping writes every `/` as `&#x2f;`, which is right but unreadable in
+/// a page's source and in mail clients' "view source").
+pub fn html_attr(s: &str) -> Value {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Value::from_safe_string(out)
+}
+
 /// Splits `verification.subject.txt` into `("verification.subject", "txt")`.
 fn split_ext(name: &str) -> (&str, &str) {
     name.rsplit_once('.').unwrap_or((name, ""))
@@ -184,17 +203,11 @@ impl Catalog {
             .collect();
         if let Some(dir) = dir {
             let entries = std::fs::read_dir(dir).map_err(|e| {
-                Error::config(format!(
-                    "templates.dir: cannot list {}: {e}",
-                    dir.display()
-                ))
+                Error::config(format!("templates.dir: cannot list {}: {e}", dir.display()))
             })?;
             for entry in entries {
                 let entry = entry.map_err(|e| {
-                    Error::config(format!(
-                        "templates.dir: cannot list {}: {e}",
-                        dir.display()
-                    ))
+                    Error::config(format!("templates.dir: cannot list {}: {e}", dir.display()))
                 })?;
                 let path = entry.path();
                 let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
@@ -290,9 +303,8 @@ fn dir_name(file: &str, builtin: &[(&str, &str)], localized: &[&str]) -> Result<
         if ext != want_ext || tag.contains('.') {
             continue;
         }
-        let lang = Language::parse(tag).map_err(|e| {
-            Error::config(format!("templates.dir: {file}: {}", e.message))
-        })?;
+        let lang = Language::parse(tag)
+            .map_err(|e| Error::config(format!("templates.dir: {file}: {}", e.message)))?;
         // `NAME.en.EXT` is English, which `NAME.EXT` is.
         return Ok(Some(if lang.as_str() == ENGLISH {
             name.to_string()
@@ -382,7 +394,10 @@ mod tests {
     }
 
     const BUILTIN: &[(&str, &str)] = &[
-        ("greeting.txt", "Hello {{ name }}, {{ n }} {{ plural(n, 'day', 'days') }}"),
+        (
+            "greeting.txt",
+            "Hello {{ name }}, {{ n }} {{ plural(n, 'day', 'days') }}",
+        ),
         ("greeting.de.txt", "Hallo {{ name }}"),
         ("layout.html", "<p>{% block body %}{% endblock %}</p>"),
     ];

@@ -214,10 +214,14 @@ both_backends!(
             "{}",
             subject_of(notice)
         );
-        assert!(
-            !body(notice).contains(LINK_BASE),
-            "an expiry notice carries no dead link"
+        // CONTRACT section 9: the expiry notice carries the expired link,
+        // whose page offers a new one.
+        assert_eq!(
+            token_of(notice),
+            token,
+            "the expiry notice links to the expired key's page"
         );
+        assert!(body(notice).contains("Send me a new link"));
         let e = app.v.confirm(&token).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Expired, "{e}");
         assert!(e.message.contains("expired"), "{e}");

@@ -29,7 +29,7 @@ use super::client::Client;
 use super::AppState;
 use crate::config::{BrandingSettings, Settings};
 use crate::domain::{mask_email, DomainName, Language};
-use crate::i18n::{format_date, negotiate, Catalog};
+use crate::i18n::{format_date, html_attr, negotiate, Catalog};
 use crate::service::{LinkFacts, LinkResend, Verifier};
 use crate::store::VOID_EMAIL_CHANGED;
 use crate::{Error, ErrorCode, Result};
@@ -37,7 +37,10 @@ use crate::{Error, ErrorCode, Result};
 /// Every built-in page file: one per language, each holding every kind of
 /// page, on one layout.
 const BUILTIN: &[(&str, &str)] = &[
-    ("page-layout.html", include_str!("templates/page-layout.html")),
+    (
+        "page-layout.html",
+        include_str!("templates/page-layout.html"),
+    ),
     ("page.html", include_str!("templates/page.html")),
     ("page.de.html", include_str!("templates/page.de.html")),
     ("page.fr.html", include_str!("templates/page.fr.html")),
@@ -221,10 +224,7 @@ impl<'a> Request<'a> {
     fn language(&self, address: Option<&Language>) -> Option<Language> {
         let have = &self.pages.languages;
         address
-            .filter(|l| {
-                have.iter()
-                    .any(|h| h == l.as_str() || h == l.primary())
-            })
+            .filter(|l| have.iter().any(|h| h == l.as_str() || h == l.primary()))
             .cloned()
             .or_else(|| {
                 negotiate(&self.accept_language, have).and_then(|t| Language::parse(&t).ok())
@@ -239,9 +239,9 @@ impl<'a> Request<'a> {
             kind => kind.name(),
             style => Value::from_safe_string(STYLE.to_string()),
             registrar => &b.name,
-            support_email => &b.support_email,
-            support_url => &b.support_url,
-            logo_url => &b.logo_url,
+            support_email => html_attr(&b.support_email),
+            support_url => html_attr(&b.support_url),
+            logo_url => html_attr(&b.logo_url),
             ..Value::from_serialize(&shown)
         };
         let (status, html) = match self.pages.catalog.render(&name, &values) {
@@ -310,7 +310,10 @@ fn refusal(req: &Request, token: &str, e: &Error, facts: Option<&LinkFacts>) -> 
             let shown = Shown {
                 email,
                 token: token.to_string(),
-                expired_on: format_date(f.key.expires_at, req.pages.catalog.pick(PAGE, lang).1.as_str()),
+                expired_on: format_date(
+                    f.key.expires_at,
+                    req.pages.catalog.pick(PAGE, lang).1.as_str(),
+                ),
                 ..Shown::default()
             };
             req.page(Kind::Expired, lang, shown)
@@ -491,7 +494,11 @@ async fn limited(
 
 async fn not_found(Extension(pages): Extension<Arc<Pages>>, headers: HeaderMap) -> Response {
     let req = Request::new(&pages, &headers);
-    req.page(Kind::NotFound, req.language(None).as_ref(), Shown::default())
+    req.page(
+        Kind::NotFound,
+        req.language(None).as_ref(),
+        Shown::default(),
+    )
 }
 
 async fn method_not_allowed(
@@ -519,7 +526,10 @@ mod tests {
         );
         let without = csp("");
         assert!(!without.to_str().unwrap().contains("img-src"));
-        assert!(!csp("javascript:alert(1)").to_str().unwrap().contains("img-src"));
+        assert!(!csp("javascript:alert(1)")
+            .to_str()
+            .unwrap()
+            .contains("img-src"));
     }
 
     #[test]

@@ -98,18 +98,20 @@ impl Verifier {
         let dir = &self.settings.templates.dir;
         let dir = (!dir.is_empty()).then(|| std::path::Path::new(dir));
         let mailer = Arc::new(Mailer::new(&self.settings.smtp, dir)?);
-        self.courier = Some(Courier::new(
-            self.store.clone(),
-            mailer,
-            secret.clone(),
-            self.policy.clone(),
-            self.clock.clone(),
-            &self.settings.verification.link_base_url,
-        )
-        .with_branding(crate::config::BrandingSettings {
-            name: self.settings.registrar_name(),
-            ..self.settings.branding.clone()
-        }));
+        self.courier = Some(
+            Courier::new(
+                self.store.clone(),
+                mailer,
+                secret.clone(),
+                self.policy.clone(),
+                self.clock.clone(),
+                &self.settings.verification.link_base_url,
+            )
+            .with_branding(crate::config::BrandingSettings {
+                name: self.settings.registrar_name(),
+                ..self.settings.branding.clone()
+            }),
+        );
         self.secret = Some(secret);
         self.hooks = Hooks::new(&self.settings.hooks, self.store.clone(), self.clock.clone())?;
         Ok(self)
