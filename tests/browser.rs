@@ -1,7 +1,10 @@
 //! The registrant's side, in a real browser: headless Chromium, driven over
 //! the W3C WebDriver protocol through chromedriver, opens the link from a
 //! real email sent by the real daemon, looks at the page and clicks the
-//! button (CONTRACT section 5, `/verify/{token}`).
+//! button (CONTRACT section 5, `/verify/{token}`), asks for a new link from
+//! an expired one, and looks at the email and every page on a desktop and a
+//! phone screen in each built-in language (section 9). Screenshots go to the
+//! test's temporary directory, and also to `$CV_SCREENSHOT_DIR` when set.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages
 //! `chromium` and `chromium-driver`). Without them each test prints
@@ -17,10 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::app::{body, token_of, App};
+use common::app::{body, by_email, token_of, App};
 use common::daemon::{daemon_bin, free_port, link_path, Daemon};
 use common::smtp::{ReceivedMail, SmtpSink, TlsMode};
-use common::TestDb;
+use common::{Bin, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -45,7 +48,8 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1024,768",
+    "--hide-scrollbars",
+    "--window-size=1280,900",
 ];
 
 /// A chromedriver child process on a free loopback port. Dropping it (also
@@ -136,19 +140,29 @@ impl Chromedriver {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// A new browser session with a fresh profile. `daemon_log` is appended
-    /// to every failure message.
-    async fn session(&self, daemon_log: &Path) -> Browser {
-        let profile = self.dir.path().join("profile");
+    /// A new browser session with a fresh profile, whose requests carry
+    /// `Accept-Language: <accept_language>`. `daemon_log` is appended to
+    /// every failure message.
+    async fn session(&self, daemon_log: &Path, accept_language: &str) -> Browser {
+        let profile = self
+            .dir
+            .path()
+            .join(format!("profile-{}", uuid::Uuid::new_v4().simple()));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
+        args.push(format!("--lang={accept_language}"));
+        args.push(format!("--accept-lang={accept_language}"));
         let caps = json!({
             "capabilities": {
                 "alwaysMatch": {
                     "browserName": "chrome",
                     "pageLoadStrategy": "normal",
                     "timeouts": {"pageLoad": 15_000, "script": 5_000, "implicit": 0},
-                    "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+                    "goog:chromeOptions": {
+                        "binary": CHROMIUM,
+                        "args": args,
+                        "prefs": {"intl.accept_languages": accept_language},
+                    },
                 }
             }
         });
@@ -390,6 +404,79 @@ impl Browser {
             .unwrap_or_else(|e| self.fail(&format!("screenshot is not base64: {e}")))
     }
 
+    /// Runs a script in the page; its return value.
+    async fn execute(&self, script: &str) -> Value {
+        self.session_call(
+            Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Makes the viewport `width` CSS pixels wide (a desktop, or a phone at
+    /// 390), whatever the window's own limits.
+    async fn viewport(&self, width: u32, height: u32) {
+        self.session_call(
+            Method::POST,
+            "/goog/cdp/execute",
+            Some(
+                json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false,
+                }}),
+            ),
+        )
+        .await;
+        let inner = self.execute("return window.innerWidth").await;
+        if inner != json!(width) {
+            self.fail(&format!("the viewport is {inner} px wide, not {width}"));
+        }
+    }
+
+    /// Looks at the page open now at 1280 and 390 px: saves a screenshot of
+    /// each into `shots` as `<name>-<width>.png`, and fails if anything is
+    /// wider than the screen (a horizontal scrollbar on a phone) or an image
+    /// did not load or sticks out.
+    async fn look(&self, shots: &Path, name: &str) {
+        for (width, height) in [(1280, 900), (390, 844)] {
+            self.viewport(width, height).await;
+            let v = self
+                .execute(
+                    "return {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, \
+                     images: Array.from(document.images).map(i => ({src: i.src, loaded: i.complete && i.naturalWidth > 0, right: i.getBoundingClientRect().right}))}",
+                )
+                .await;
+            let png = self.screenshot().await;
+            save_screenshot(shots, &format!("{name}-{width}"), &png);
+            let (scroll, inner) = (
+                v["scroll"].as_i64().unwrap_or(i64::MAX),
+                v["inner"].as_i64().unwrap_or(0),
+            );
+            if scroll > inner {
+                self.fail(&format!(
+                    "{name} at {width} px overflows: scrollWidth {scroll} > innerWidth {inner}; page:\n{}",
+                    self.source().await
+                ));
+            }
+            for img in v["images"].as_array().cloned().unwrap_or_default() {
+                if img["loaded"] != true || img["right"].as_f64().unwrap_or(f64::MAX) > inner as f64
+                {
+                    self.fail(&format!("{name} at {width} px: image {img}"));
+                }
+            }
+        }
+        self.viewport(1280, 900).await;
+    }
+
+    /// The `lang` of the page's `<html>`.
+    async fn lang(&self) -> String {
+        self.execute("return document.documentElement.lang")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Ends the session (the browser quits).
     async fn close(self) {
         self.call(Method::DELETE, &format!("/session/{}", self.id), None)
@@ -402,26 +489,43 @@ fn tail(s: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn backend_name(db: &TestDb) -> String {
-    format!("{:?}", db.backend).to_lowercase()
-}
-
-/// Waits for `n` emails, failing with the daemon's log.
-async fn wait_for_mail(sink: &SmtpSink, d: &Daemon, n: usize) -> Vec<ReceivedMail> {
+/// Waits until a message to `to` matching `pick` has arrived; returns it.
+async fn wait_for_mail_to(
+    sink: &SmtpSink,
+    d: &Daemon,
+    to: &str,
+    pick: impl Fn(&ReceivedMail) -> bool,
+) -> ReceivedMail {
     let deadline = Instant::now() + WAIT;
     loop {
-        let got = sink.messages();
-        if got.len() >= n {
-            return got;
+        if let Some(m) = sink
+            .messages()
+            .into_iter()
+            .find(|m| m.to == [to.to_string()] && pick(m))
+        {
+            return m;
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {n} email(s) within {WAIT:?}; daemon log:\n{}",
-            got.len(),
+            "no such email to {to} within {WAIT:?}; daemon log:\n{}",
             d.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many verification emails (not reminders or expiry notices, which
+/// the daemon's own sweeps may send meanwhile) went to `to`.
+fn links_mailed_to(sink: &SmtpSink, to: &str) -> usize {
+    sink.messages()
+        .iter()
+        .filter(|m| m.to == [to.to_string()] && is_verification(m))
+        .count()
+}
+
+fn is_verification(m: &ReceivedMail) -> bool {
+    m.header("Subject")
+        .is_some_and(|s| s.starts_with("Action required"))
 }
 
 /// An authorised `GET`, expecting 200 and JSON.
@@ -458,17 +562,211 @@ async fn wait_for_status(d: &Daemon, external_id: &str, want: &str) {
     }
 }
 
-/// Where the screenshot for humans goes: `<target dir>/browser-<name>.png`.
-fn save_screenshot(name: &str, png: &[u8]) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join(format!("browser-{name}.png"));
-    let written = std::fs::create_dir_all(&target).and_then(|()| std::fs::write(&path, png));
-    match written {
-        Ok(()) => eprintln!("screenshot: {}", path.display()),
-        Err(e) => eprintln!("screenshot not saved to {}: {e}", path.display()),
+/// Writes a screenshot into `dir` (the test's temporary directory), and
+/// into `$CV_SCREENSHOT_DIR` when set, for a person to look at.
+fn save_screenshot(dir: &Path, name: &str, png: &[u8]) {
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Some(keep) = std::env::var_os("CV_SCREENSHOT_DIR") {
+        dirs.push(PathBuf::from(keep));
     }
+    for dir in dirs {
+        let path = dir.join(format!("{name}.png"));
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, png));
+        if let Err(e) = written {
+            panic!("screenshot not saved to {}: {e}", path.display());
+        }
+    }
+}
+
+/// One MIME part of a received message, decoded: the `text/html` or
+/// `text/plain` alternative, as the registrant's mail client shows it.
+fn mime_part(m: &ReceivedMail, content_type: &str) -> String {
+    let boundary = m
+        .header("Content-Type")
+        .and_then(|ct| {
+            ct.split(';')
+                .find_map(|p| p.trim().strip_prefix("boundary=").map(str::to_string))
+        })
+        .unwrap_or_else(|| panic!("not multipart: {}", m.data))
+        .trim_matches('"')
+        .to_string();
+    for part in m.body().split(&format!("--{boundary}")) {
+        let Some((headers, body)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let headers = headers.to_ascii_lowercase();
+        if !headers.contains(&format!("content-type: {content_type}")) {
+            continue;
+        }
+        let bytes = if headers.contains("content-transfer-encoding: base64") {
+            let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .expect("base64 part")
+        } else if headers.contains("content-transfer-encoding: quoted-printable") {
+            quoted_printable(body)
+        } else {
+            body.as_bytes().to_vec()
+        };
+        return String::from_utf8(bytes)
+            .expect("UTF-8 part")
+            .trim_end_matches("\r\n")
+            .to_string();
+    }
+    panic!("no {content_type} part in {}", m.data)
+}
+
+/// RFC 2045 quoted-printable: soft line breaks joined, `=XX` decoded.
+fn quoted_printable(body: &str) -> Vec<u8> {
+    let joined = body.replace("=\r\n", "");
+    let raw = joined.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'=' && i + 2 < raw.len() {
+            let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A logo as wide as a desktop screen (so a phone must shrink it), served
+/// over HTTP on loopback as a registrar's CDN would.
+const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="640" height="80" viewBox="0 0 640 80"><rect width="640" height="80" rx="12" fill="#0f766e"/><text x="24" y="54" font-family="sans-serif" font-size="40" fill="#ffffff">Example Registrar</text></svg>"##;
+
+/// Serves [`LOGO_SVG`] for any path; returns its URL.
+async fn serve_logo() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/svg+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    LOGO_SVG.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(LOGO_SVG.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/brand/logo.svg")
+}
+
+const REGISTRAR: &str = "Example Registrar";
+const SUPPORT_EMAIL: &str = "help@registrar.example";
+const SUPPORT_URL: &str = "https://registrar.example/help";
+
+/// The daemon with the registrar's branding (CONTRACT section 9).
+fn branded(bin: Bin, logo_url: &str) -> Bin {
+    bin.with_env("CONTACT_VERIFIER__BRANDING__NAME", REGISTRAR)
+        .with_env("CONTACT_VERIFIER__BRANDING__SUPPORT_EMAIL", SUPPORT_EMAIL)
+        .with_env("CONTACT_VERIFIER__BRANDING__SUPPORT_URL", SUPPORT_URL)
+        .with_env("CONTACT_VERIFIER__BRANDING__LOGO_URL", logo_url)
+}
+
+/// What each built-in language calls things, to find them on the screen.
+struct Words {
+    lang: &'static str,
+    confirm_title: &'static str,
+    confirm_button: &'static str,
+    confirmed_title: &'static str,
+    expired_title: &'static str,
+    new_link_button: &'static str,
+    replaced_title: &'static str,
+    invalid_title: &'static str,
+    /// The expiry of a key issued at 2026-06-01 09:00 UTC, as written.
+    expired_on: &'static str,
+}
+
+const LANGUAGES: [Words; 4] = [
+    Words {
+        lang: "en",
+        confirm_title: "Confirm your email address",
+        confirm_button: "Confirm my email address",
+        confirmed_title: "Email address confirmed",
+        expired_title: "This link has expired",
+        new_link_button: "Send me a new link",
+        replaced_title: "This link has been replaced",
+        invalid_title: "This link is not valid",
+        expired_on: "31 July 2026, 09:00 UTC",
+    },
+    Words {
+        lang: "de",
+        confirm_title: "Bestätigen Sie Ihre E-Mail-Adresse",
+        confirm_button: "E-Mail-Adresse bestätigen",
+        confirmed_title: "E-Mail-Adresse bestätigt",
+        expired_title: "Dieser Link ist abgelaufen",
+        new_link_button: "Neuen Link zusenden",
+        replaced_title: "Dieser Link wurde ersetzt",
+        invalid_title: "Dieser Link ist ungültig",
+        expired_on: "31. Juli 2026, 09:00 UTC",
+    },
+    Words {
+        lang: "fr",
+        confirm_title: "Confirmez votre adresse e-mail",
+        confirm_button: "Confirmer mon adresse e-mail",
+        confirmed_title: "Adresse e-mail confirmée",
+        expired_title: "Ce lien a expiré",
+        new_link_button: "M'envoyer un nouveau lien",
+        replaced_title: "Ce lien a été remplacé",
+        invalid_title: "Ce lien n'est pas valide",
+        expired_on: "31 juillet 2026, 09:00 UTC",
+    },
+    Words {
+        lang: "es",
+        confirm_title: "Confirme su dirección de correo electrónico",
+        confirm_button: "Confirmar mi dirección de correo",
+        confirmed_title: "Dirección de correo confirmada",
+        expired_title: "Este enlace ha caducado",
+        new_link_button: "Enviarme un enlace nuevo",
+        replaced_title: "Este enlace ha sido sustituido",
+        invalid_title: "Este enlace no es válido",
+        expired_on: "31 de julio de 2026, 09:00 UTC",
+    },
+];
+
+/// Every page answered under `/verify` is HTML with the page headers.
+async fn assert_page(r: reqwest::Response, status: StatusCode, what: &str) -> String {
+    assert_eq!(r.status(), status, "{what}");
+    let h = r.headers().clone();
+    let header = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8", "{what}");
+    assert_eq!(header("cache-control"), "no-store", "{what}");
+    assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(header("x-frame-options"), "DENY", "{what}");
+    assert!(
+        header("content-security-policy").contains("style-src 'sha256-"),
+        "{what}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<h1>"),
+        "{what}: {html}"
+    );
+    html
 }
 
 both_backends!(
@@ -478,10 +776,11 @@ both_backends!(
             db.cleanup().await;
             return;
         };
-        let backend = backend_name(&db);
+        let shots = db.dir.path().join("screenshots");
+        let logo = serve_logo().await;
         let sink = SmtpSink::start(TlsMode::None).await;
         let port = free_port();
-        let mut d = Daemon::start(&daemon_bin(&db, &sink, port), port).await;
+        let mut d = Daemon::start(&branded(daemon_bin(&db, &sink, port), &logo), port).await;
         let r = d
             .api(Method::POST, "/v1/contacts")
             .json(&json!({
@@ -495,17 +794,37 @@ both_backends!(
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 
         // The daemon's own sweep mails the link; the registrant takes it from the email.
-        let mails = wait_for_mail(&sink, &d, 1).await;
-        assert_eq!(mails[0].to, vec!["alice@example.com".to_string()]);
-        let link = d.url(&link_path(&mails[0]));
+        let mail = wait_for_mail_to(&sink, &d, "alice@example.com", |_| true).await;
+        let link = d.url(&link_path(&mail));
+        let text = mime_part(&mail, "text/plain");
         assert!(
-            body(&mails[0]).contains(&link),
-            "the email carries the daemon's own link {link}:\n{}",
-            body(&mails[0])
+            text.lines().any(|l| l == link),
+            "the text part carries the link in full on its own line:\n{text}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.chars().count() <= 72 || !l.contains(' ')),
+            "{text}"
         );
         wait_for_status(&d, "DNA-1", "Pending").await;
 
-        let browser = driver.session(&d.log).await;
+        // The email as the registrant's mail client shows it.
+        let html = mime_part(&mail, "text/html");
+        let file = db.dir.path().join("verification-en.html");
+        std::fs::write(&file, &html).unwrap();
+        let browser = driver.session(&d.log, "en").await;
+        browser.open(&format!("file://{}", file.display())).await;
+        assert_eq!(browser.lang().await, "en");
+        let button = browser.find("a[target=_blank]").await;
+        assert_eq!(browser.text(&button).await, "Confirm my email address");
+        assert_eq!(
+            browser
+                .execute("return document.querySelector('img').alt")
+                .await,
+            REGISTRAR
+        );
+        browser.look(&shots, "email-verification-en").await;
+
         browser.open(&link).await;
         let text = browser.text(&browser.find("body").await).await;
         assert_eq!(
@@ -514,6 +833,16 @@ both_backends!(
             "{text}"
         );
         assert!(text.contains("a***@example.com"), "masked address: {text}");
+        assert!(
+            text.starts_with(REGISTRAR),
+            "the registrar heads the page: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "Need help? Write to {SUPPORT_EMAIL} or visit {SUPPORT_URL}."
+            )),
+            "{text}"
+        );
         assert_eq!(browser.texts("li").await, ["example.com"], "{text}");
         let source = browser.source().await;
         assert!(
@@ -521,14 +850,16 @@ both_backends!(
             "the full address must not be shown: {source}"
         );
         let button = browser.find("button[type=submit]").await;
-        assert_eq!(browser.text(&button).await, "Confirm email address");
-        // The page's own stylesheet applies: the Content-Security-Policy
-        // (which allows it by hash) does not block it in a real browser.
+        assert_eq!(browser.text(&button).await, "Confirm my email address");
+        // The page's own stylesheet applies and the logo loads: the
+        // Content-Security-Policy (style by hash, images from the logo's
+        // origin) blocks neither in a real browser.
         assert_eq!(
             browser.css(&browser.find("body").await, "max-width").await,
             "576px",
             "the page's style is blocked"
         );
+        browser.look(&shots, "confirm-en").await;
         assert_eq!(
             status_of(&d, "DNA-1").await,
             "Pending",
@@ -545,7 +876,7 @@ both_backends!(
             browser.find_all("button").await.is_empty(),
             "nothing more to click: {text}"
         );
-        save_screenshot(&format!("confirmed-{backend}"), &browser.screenshot().await);
+        browser.look(&shots, "confirmed-en").await;
         assert_eq!(status_of(&d, "DNA-1").await, "Validated", "{}", d.logs());
         let reach = api_get(&d, "/v1/domains/example.com/reachability").await;
         assert_eq!(reach["status"], "DONE", "{reach}");
@@ -557,10 +888,18 @@ both_backends!(
             .wait_for_heading("Email address already confirmed")
             .await;
         assert!(text.contains("a***@example.com"), "{text}");
-        assert!(text.contains("already confirmed"), "{text}");
         assert!(browser.find_all("button").await.is_empty(), "{text}");
         assert_eq!(status_of(&d, "DNA-1").await, "Validated");
-        assert_eq!(sink.count(), 1, "no further email");
+
+        // A path under /verify that is no link is a page too, not JSON.
+        browser.open(&d.url("/verify/")).await;
+        let text = browser.wait_for_heading("Page not found").await;
+        assert!(text.contains("verification email"), "{text}");
+        assert_eq!(
+            links_mailed_to(&sink, "alice@example.com"),
+            1,
+            "no further email"
+        );
 
         browser.close().await;
         drop(driver);
@@ -572,46 +911,304 @@ both_backends!(
 );
 
 both_backends!(
-    an_expired_link_says_so_and_how_to_get_a_new_one,
+    the_email_and_every_page_fit_a_desktop_and_a_phone_in_each_language,
     |db: TestDb| async move {
         let Some(driver) = Chromedriver::start().await else {
             db.cleanup().await;
             return;
         };
+        let shots = db.dir.path().join("screenshots");
+        let logo = serve_logo().await;
+        // Links made by a clock standing at 2026-06-01, long expired for the
+        // daemon: per language one expired, and one replaced by a newer key.
+        let app = App::new(db).await;
+        for w in &LANGUAGES {
+            for who in ["expired", "replaced"] {
+                app.v
+                    .add_contact(
+                        &format!("{who}-{}", w.lang),
+                        &format!("{who}-{}@example.com", w.lang),
+                        &[format!("{who}-{}.example", w.lang)],
+                        Some(w.lang),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        app.sweep().await;
+        let first = app.sink.wait_for(8, WAIT).await;
+        let token_to = |to: &str| -> String {
+            token_of(first.iter().find(|m| m.to == [to.to_string()]).unwrap())
+        };
+        app.advance_days(61);
+        app.sweep().await;
+        for w in &LANGUAGES {
+            app.v
+                .resend(&by_email(&format!("replaced-{}@example.com", w.lang)))
+                .await
+                .unwrap();
+        }
+        let port = free_port();
+        let mut d =
+            Daemon::start(&branded(daemon_bin(&app.db, &app.sink, port), &logo), port).await;
+
+        for w in &LANGUAGES {
+            let lang = w.lang;
+            let fresh = format!("fresh-{lang}@example.com");
+            // The address's language, set through the API like a panel would.
+            let r = d
+                .api(Method::POST, "/v1/contacts")
+                .json(&json!({
+                    "ExternalId": format!("fresh-{lang}"),
+                    "ContactEmail": fresh,
+                    "Domains": [format!("fresh-{lang}.example"), format!("a-rather-long-second-domain-name-for-{lang}.example")],
+                    "Language": lang,
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+            let mail = wait_for_mail_to(&app.sink, &d, &fresh, |_| true).await;
+            let link = d.url(&link_path(&mail));
+            // The browser asks for another language than the address's: the
+            // address's language wins wherever the page knows the address.
+            let other = if lang == "fr" { "es" } else { "fr" };
+            let browser = driver.session(&d.log, other).await;
+
+            let file = app.db.dir.path().join(format!("verification-{lang}.html"));
+            std::fs::write(&file, mime_part(&mail, "text/html")).unwrap();
+            browser.open(&format!("file://{}", file.display())).await;
+            assert_eq!(browser.lang().await, lang);
+            let button = browser.find("a[target=_blank]").await;
+            assert_eq!(browser.text(&button).await, w.confirm_button, "{lang}");
+            browser
+                .look(&shots, &format!("email-verification-{lang}"))
+                .await;
+
+            browser.open(&link).await;
+            browser.wait_for_heading(w.confirm_title).await;
+            assert_eq!(browser.lang().await, lang);
+            browser.look(&shots, &format!("confirm-{lang}")).await;
+            let button = browser.find("button[type=submit]").await;
+            assert_eq!(browser.text(&button).await, w.confirm_button);
+            browser.click(&button).await;
+            browser.wait_for_heading(w.confirmed_title).await;
+            browser.look(&shots, &format!("confirmed-{lang}")).await;
+
+            let expired = token_to(&format!("expired-{lang}@example.com"));
+            browser.open(&d.url(&format!("/verify/{expired}"))).await;
+            let text = browser.wait_for_heading(w.expired_title).await;
+            assert!(text.contains(w.expired_on), "{lang}: {text}");
+            assert!(text.contains("e***@example.com"), "{lang}: {text}");
+            let button = browser.find("button[type=submit]").await;
+            assert_eq!(browser.text(&button).await, w.new_link_button);
+            browser.look(&shots, &format!("expired-{lang}")).await;
+
+            let replaced = token_to(&format!("replaced-{lang}@example.com"));
+            browser.open(&d.url(&format!("/verify/{replaced}"))).await;
+            let text = browser.wait_for_heading(w.replaced_title).await;
+            assert!(text.contains("r***@example.com"), "{lang}: {text}");
+            let button = browser.find("button[type=submit]").await;
+            assert_eq!(browser.text(&button).await, w.new_link_button);
+            browser.look(&shots, &format!("replaced-{lang}")).await;
+            browser.close().await;
+
+            // A link that names no address: the browser's language decides.
+            let browser = driver.session(&d.log, &format!("{lang},en;q=0.5")).await;
+            browser.open(&d.url("/verify/q7Jx0bN-3kPz_mangled")).await;
+            browser.wait_for_heading(w.invalid_title).await;
+            assert_eq!(browser.lang().await, lang);
+            assert!(browser.find_all("button").await.is_empty());
+            browser.look(&shots, &format!("invalid-{lang}")).await;
+            browser.close().await;
+        }
+        let taken: Vec<_> = std::fs::read_dir(&shots).unwrap().collect();
+        assert_eq!(
+            taken.len(),
+            4 * 6 * 2,
+            "a screenshot per page, language and width"
+        );
+
+        drop(driver);
+        let (code, _) = d.terminate();
+        assert_eq!(code, 0, "{}", d.logs());
+        app.done().await;
+    }
+);
+
+both_backends!(
+    send_me_a_new_link_from_an_expired_link_mails_the_same_address,
+    |db: TestDb| async move {
+        let Some(driver) = Chromedriver::start().await else {
+            db.cleanup().await;
+            return;
+        };
+        let shots = db.dir.path().join("screenshots");
         // Issued by a clock standing at 2026-06-01: long expired for the
         // daemon, which runs on the system clock.
         let app = App::new(db).await;
         app.add("DNA-1", "alice@example.com", &["example.com"])
             .await;
+        app.add("DNA-2", "bob@example.com", &["example.org"]).await;
         app.sweep().await;
-        let token = token_of(&app.sink.wait_for(1, WAIT).await[0]);
+        let mails = app.sink.wait_for(2, WAIT).await;
+        let token = |to: &str| token_of(mails.iter().find(|m| m.to == [to.to_string()]).unwrap());
+        let (alice, bob) = (token("alice@example.com"), token("bob@example.com"));
         let port = free_port();
-        let mut d = Daemon::start(&daemon_bin(&app.db, &app.sink, port), port).await;
-        let link = d.url(&format!("/verify/{token}"));
+        let mut d = Daemon::start(
+            &daemon_bin(&app.db, &app.sink, port)
+                .with_env("CONTACT_VERIFIER__VERIFICATION__RESEND_LIMIT_PER_DAY", "1"),
+            port,
+        )
+        .await;
+        let link = d.url(&format!("/verify/{alice}"));
 
-        let browser = driver.session(&d.log).await;
+        // A link whose MAC does not check offers nothing and mails nothing.
+        let mut tampered = alice.clone();
+        tampered.replace_range(10..11, if &alice[10..11] == "A" { "B" } else { "A" });
+        let before = links_mailed_to(&app.sink, "alice@example.com");
+        let r = d
+            .http
+            .post(d.url(&format!("/verify/{tampered}/resend")))
+            .send()
+            .await
+            .unwrap();
+        let html = assert_page(r, StatusCode::BAD_REQUEST, "tampered resend").await;
+        assert!(
+            html.contains("not valid") && !html.contains("<form"),
+            "{html}"
+        );
+        let r = d
+            .http
+            .get(d.url(&format!("/verify/{tampered}")))
+            .send()
+            .await
+            .unwrap();
+        let html = assert_page(r, StatusCode::BAD_REQUEST, "tampered link").await;
+        assert!(!html.contains("<form") && !html.contains("a***@"), "{html}");
+
+        let browser = driver.session(&d.log, "en").await;
         browser.open(&link).await;
         let text = browser.wait_for_heading("This link has expired").await;
         assert_eq!(browser.title().await, "This link has expired");
-        let lower = text.to_lowercase();
-        assert!(lower.contains("expired on"), "says when: {text}");
         assert!(
-            lower.contains("ask your registrar to resend"),
-            "says how to get a new link: {text}"
+            text.contains("expired on 31 July 2026, 09:00 UTC"),
+            "says when: {text}"
         );
+        assert!(text.contains("a***@example.com"), "{text}");
         assert!(
-            browser.find_all("button").await.is_empty()
-                && browser.find_all("form").await.is_empty(),
-            "no confirm button on an expired link: {}",
+            text.contains("Need help? Please contact Registrar."),
+            "where to get help without branding: {text}"
+        );
+        let button = browser.find("button[type=submit]").await;
+        assert_eq!(browser.text(&button).await, "Send me a new link");
+        assert!(
+            browser.source().await.matches("<form").count() == 1
+                && !browser.source().await.contains("alice@"),
+            "only the new-link button: {}",
             browser.source().await
         );
-        assert!(!browser.source().await.contains("alice@"), "{text}");
-
         for method in [Method::GET, Method::POST] {
             let r = d.http.request(method.clone(), &link).send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::GONE, "{method} {link}");
+            assert_page(r, StatusCode::GONE, &format!("{method} {link}")).await;
         }
+        assert_eq!(
+            links_mailed_to(&app.sink, "alice@example.com"),
+            before,
+            "looking, confirming and a tampered resend mail nothing"
+        );
         assert_ne!(app.status("DNA-1").await, "Validated", "{}", d.logs());
+
+        browser.click(&button).await;
+        let text = browser.wait_for_heading("A new link is on its way").await;
+        assert!(
+            text.contains("a***@example.com"),
+            "names where it went: {text}"
+        );
+        browser.look(&shots, "resent-en").await;
+        let resent = wait_for_mail_to(&app.sink, &d, "alice@example.com", |m| {
+            is_verification(m) && !body(m).contains(&alice)
+        })
+        .await;
+        assert!(
+            app.sink
+                .messages()
+                .iter()
+                .all(|m| m.to == ["alice@example.com".to_string()]
+                    || m.to == ["bob@example.com".to_string()]),
+            "no other address was mailed"
+        );
+        let new_link = d.url(&link_path(&resent));
+        assert_ne!(new_link, link, "an expired key gets a fresh one");
+        browser.open(&new_link).await;
+        browser.wait_for_heading("Confirm your email address").await;
+        browser
+            .click(&browser.find("button[type=submit]").await)
+            .await;
+        browser.wait_for_heading("Email address confirmed").await;
+        assert_eq!(status_of(&d, "DNA-1").await, "Validated", "{}", d.logs());
+
+        // The old link was replaced by the new key; its button now finds the
+        // address confirmed and mails nothing.
+        let mailed = links_mailed_to(&app.sink, "alice@example.com");
+        browser.open(&link).await;
+        browser
+            .wait_for_heading("This link has been replaced")
+            .await;
+        browser
+            .click(&browser.find("button[type=submit]").await)
+            .await;
+        let text = browser
+            .wait_for_heading("Email address already confirmed")
+            .await;
+        assert!(text.contains("a***@example.com"), "{text}");
+        assert_eq!(links_mailed_to(&app.sink, "alice@example.com"), mailed);
+
+        // The daily limit (1 here) counts these resends too, and the page
+        // says when to try again.
+        browser.open(&d.url(&format!("/verify/{bob}"))).await;
+        browser.wait_for_heading("This link has expired").await;
+        browser
+            .click(&browser.find("button[type=submit]").await)
+            .await;
+        browser.wait_for_heading("A new link is on its way").await;
+        wait_for_mail_to(&app.sink, &d, "bob@example.com", |m| {
+            is_verification(m) && !body(m).contains(&bob)
+        })
+        .await;
+        let mailed = links_mailed_to(&app.sink, "bob@example.com");
+        browser.open(&d.url(&format!("/verify/{bob}"))).await;
+        browser
+            .wait_for_heading("This link has been replaced")
+            .await;
+        browser
+            .click(&browser.find("button[type=submit]").await)
+            .await;
+        let text = browser.wait_for_heading("Please try again later").await;
+        let tomorrow = chrono::Utc::now() + chrono::Duration::hours(24);
+        assert!(
+            text.contains(&format!("from {}", tomorrow.format("%-d %B %Y"))),
+            "says when: {text}"
+        );
+        browser.look(&shots, "limited-en").await;
+        let r = d
+            .http
+            .post(d.url(&format!("/verify/{bob}/resend")))
+            .send()
+            .await
+            .unwrap();
+        let retry: i64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((86_000..=86_400).contains(&retry), "Retry-After {retry}");
+        assert_page(r, StatusCode::TOO_MANY_REQUESTS, "over the limit").await;
+        assert_eq!(
+            links_mailed_to(&app.sink, "bob@example.com"),
+            mailed,
+            "no email over the limit"
+        );
 
         browser.close().await;
         drop(driver);
@@ -621,38 +1218,79 @@ both_backends!(
     }
 );
 
-both_backends!(a_mangled_link_is_refused_clearly, |db: TestDb| async move {
-    let Some(driver) = Chromedriver::start().await else {
+both_backends!(
+    a_mangled_link_and_every_other_path_get_a_page,
+    |db: TestDb| async move {
+        let Some(driver) = Chromedriver::start().await else {
+            db.cleanup().await;
+            return;
+        };
+        let sink = SmtpSink::start(TlsMode::None).await;
+        let port = free_port();
+        let mut d = Daemon::start(&daemon_bin(&db, &sink, port), port).await;
+        // What is left of a link a mail client wrapped and cut.
+        let link = d.url("/verify/q7Jx0bN-3kPz_mangled");
+
+        let browser = driver.session(&d.log, "en").await;
+        browser.open(&link).await;
+        let text = browser.wait_for_heading("This link is not valid").await;
+        assert_eq!(browser.title().await, "This link is not valid");
+        assert!(
+            text.contains("make sure it is complete"),
+            "says what to check: {text}"
+        );
+        assert!(
+            text.contains("ask Registrar to send you a new verification email"),
+            "and what else to do: {text}"
+        );
+        assert!(browser.find_all("button").await.is_empty(), "{text}");
+        browser.close().await;
+
+        let r = d.http.get(&link).send().await.unwrap();
+        assert_page(r, StatusCode::BAD_REQUEST, "GET mangled").await;
+        for (method, path, status) in [
+            (Method::GET, "/verify", StatusCode::NOT_FOUND),
+            (Method::GET, "/verify/", StatusCode::NOT_FOUND),
+            (Method::POST, "/verify/", StatusCode::NOT_FOUND),
+            (Method::GET, "/verify/a/b", StatusCode::NOT_FOUND),
+            (Method::GET, "/verify/a/b/c", StatusCode::NOT_FOUND),
+            (Method::PUT, "/verify/x", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::DELETE, "/verify/x", StatusCode::METHOD_NOT_ALLOWED),
+            (
+                Method::GET,
+                "/verify/x/resend",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (Method::POST, "/verify/x/resend", StatusCode::BAD_REQUEST),
+        ] {
+            let r = d
+                .http
+                .request(method.clone(), d.url(path))
+                .send()
+                .await
+                .unwrap();
+            let html = assert_page(r, status, &format!("{method} {path}")).await;
+            assert!(html.contains("<html lang=\"en\">"), "{html}");
+        }
+        // The browser's language, when the link names no address.
+        let r = d
+            .http
+            .get(d.url("/verify/a/b"))
+            .header("Accept-Language", "it;q=0.9, de;q=0.8, en;q=0.1")
+            .send()
+            .await
+            .unwrap();
+        let html = assert_page(r, StatusCode::NOT_FOUND, "German 404").await;
+        assert!(
+            html.contains("<html lang=\"de\">") && html.contains("Seite nicht gefunden"),
+            "{html}"
+        );
+        assert_eq!(sink.count(), 0);
+
+        drop(driver);
+        let (code, _) = d.terminate();
+        assert_eq!(code, 0, "{}", d.logs());
+        sink.stop().await;
         db.cleanup().await;
-        return;
-    };
-    let sink = SmtpSink::start(TlsMode::None).await;
-    let port = free_port();
-    let mut d = Daemon::start(&daemon_bin(&db, &sink, port), port).await;
-    // What is left of a link a mail client wrapped and cut.
-    let link = d.url("/verify/q7Jx0bN-3kPz_mangled");
-
-    let browser = driver.session(&d.log).await;
-    browser.open(&link).await;
-    let text = browser.wait_for_heading("This link is not valid").await;
-    assert_eq!(browser.title().await, "This link is not valid");
-    assert!(
-        text.contains("make sure it is complete"),
-        "says what to check: {text}"
-    );
-    assert!(
-        text.contains("ask your registrar"),
-        "and what else to do: {text}"
-    );
-    assert!(browser.find_all("button").await.is_empty(), "{text}");
-
-    let r = d.http.get(&link).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "GET {link}");
-
-    browser.close().await;
-    drop(driver);
-    let (code, _) = d.terminate();
-    assert_eq!(code, 0, "{}", d.logs());
-    sink.stop().await;
-    db.cleanup().await;
-});
+    }
+);
