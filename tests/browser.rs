@@ -1272,7 +1272,11 @@ both_backends!(
             let html = assert_page(r, status, &format!("{method} {path}")).await;
             assert!(html.contains("<html lang=\"en\">"), "{html}");
         }
-        // The browser's language, when the link names no address.
+        let r = d.http.get(d.url("/verify/x/resend")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "POST", "the new-link URL only acts");
+    let r = d.http.put(d.url("/verify/x")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "GET, HEAD, POST");
+    // The browser's language, when the link names no address.
         let r = d
             .http
             .get(d.url("/verify/a/b"))

@@ -128,10 +128,7 @@ pub fn routes(verifier: &Verifier) -> Router<AppState> {
             "/verify/{token}",
             get(show).post(confirm).fallback(method_not_allowed),
         )
-        .route(
-            "/verify/{token}/resend",
-            post(resend).fallback(method_not_allowed),
-        )
+        .route("/verify/{token}/resend", post(resend).fallback(only_post))
         .route("/verify", any(not_found))
         .route("/verify/", any(not_found))
         .route("/verify/{token}/{*rest}", any(not_found))
@@ -342,11 +339,6 @@ fn refusal(req: &Request, token: &str, e: &Error, facts: Option<&LinkFacts>) -> 
     }
 }
 
-/// The facts of a genuine link; a database failure is the caller's page.
-async fn facts_of(verifier: &Verifier, token: &str) -> Result<Option<LinkFacts>> {
-    verifier.link_facts(token).await
-}
-
 async fn show(
     State(s): State<AppState>,
     Extension(pages): Extension<Arc<Pages>>,
@@ -354,7 +346,7 @@ async fn show(
     headers: HeaderMap,
 ) -> Response {
     let req = Request::new(&pages, &headers);
-    let facts = match facts_of(&s.verifier, &token).await {
+    let facts = match s.verifier.link_facts(&token).await {
         Ok(f) => f,
         Err(e) => return req.failure(req.language(None).as_ref(), &e),
     };
@@ -374,7 +366,6 @@ async fn show(
     let shown = Shown {
         email,
         domains: domain_names(&check.domains),
-        token,
         ..Shown::default()
     };
     req.page(Kind::Confirm, lang.as_ref(), shown)
@@ -389,7 +380,7 @@ async fn confirm(
 ) -> Response {
     let req = Request::new(&pages, &headers);
     let result = s.verifier.confirm_from(&token, client).await;
-    let facts = match facts_of(&s.verifier, &token).await {
+    let facts = match s.verifier.link_facts(&token).await {
         Ok(f) => f,
         Err(e) => return req.failure(req.language(None).as_ref(), &e),
     };
@@ -423,7 +414,7 @@ async fn resend(
     headers: HeaderMap,
 ) -> Response {
     let req = Request::new(&pages, &headers);
-    let facts = match facts_of(&s.verifier, &token).await {
+    let facts = match s.verifier.link_facts(&token).await {
         Ok(f) => f,
         Err(e) => return req.failure(req.language(None).as_ref(), &e),
     };
@@ -501,14 +492,24 @@ async fn not_found(Extension(pages): Extension<Arc<Pages>>, headers: HeaderMap) 
     )
 }
 
+/// 405 for a link: looking (`GET`) and confirming (`POST`) are all there is.
 async fn method_not_allowed(
     Extension(pages): Extension<Arc<Pages>>,
     headers: HeaderMap,
 ) -> Response {
-    let req = Request::new(&pages, &headers);
+    refuse_method(&pages, &headers, "GET, HEAD, POST")
+}
+
+/// 405 for the new-link button's URL: it only acts, on `POST`.
+async fn only_post(Extension(pages): Extension<Arc<Pages>>, headers: HeaderMap) -> Response {
+    refuse_method(&pages, &headers, "POST")
+}
+
+fn refuse_method(pages: &Pages, headers: &HeaderMap, allow: &'static str) -> Response {
+    let req = Request::new(pages, headers);
     let mut r = req.page(Kind::Method, req.language(None).as_ref(), Shown::default());
     r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 

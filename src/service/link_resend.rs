@@ -85,11 +85,7 @@ impl Verifier {
             Ok(outcome) if outcome.notification.is_none() => {
                 Ok(LinkResend::AlreadyConfirmed { email })
             }
-            Ok(_) => {
-                tracing::info!(event = "link_resend", email = %crate::domain::mask_email(email.as_str()),
-                    "a new link was asked for from a link's page");
-                Ok(LinkResend::Sent { email })
-            }
+            Ok(_) => Ok(LinkResend::Sent { email }),
             // The last contact left the address between the two reads.
             Err(e) if e.code == ErrorCode::NotFound => Ok(LinkResend::AddressChanged),
             Err(e) => Err(e),
