@@ -293,9 +293,9 @@ async fn read_report(file: Option<&std::path::Path>) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
     let read = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
-            let f = tokio::fs::File::open(path).await.map_err(|e| {
-                Error::invalid(format!("cannot open {}: {e}", path.display()))
-            })?;
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
             f.take(MAX_REPORT_BYTES + 1).read_to_end(&mut raw).await
         }
         None => {

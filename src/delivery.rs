@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::domain::verification::{Key, ResendPlan};
 use crate::domain::{
-    mask_addresses, mask_email, Bounce, DomainName, EmailKey, Notice, Policy, TokenSecret, Verification,
+    mask_addresses, mask_email, Bounce, DomainName, EmailKey, Notice, Policy, TokenSecret,
+    Verification,
 };
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;

@@ -621,7 +621,10 @@ mod tests {
         v.validate(t0());
         assert!(v.bounced(bounce(), true));
         assert_eq!(v.status, Status::NotValidated);
-        assert!(v.bounce.is_some(), "re-verification waits for the bounce to clear");
+        assert!(
+            v.bounce.is_some(),
+            "re-verification waits for the bounce to clear"
+        );
         assert_eq!(v.due(t0(), &Policy::default()), None);
     }
 

@@ -58,12 +58,11 @@ impl Verifier {
                 marks.push((i, key, Bounce::new(code, detail, now)));
             }
         }
-        let pairs: Vec<(EmailKey, Bounce)> =
-            marks.iter().map(|(_, k, b)| (k.clone(), b.clone())).collect();
-        let recorded = self
-            .store
-            .record_bounces(&pairs, now, &self.policy)
-            .await?;
+        let pairs: Vec<(EmailKey, Bounce)> = marks
+            .iter()
+            .map(|(_, k, b)| (k.clone(), b.clone()))
+            .collect();
+        let recorded = self.store.record_bounces(&pairs, now, &self.policy).await?;
         let mut marked = vec![false; report.recipients.len()];
         for ((i, _, bounce), done) in marks.iter().zip(recorded) {
             let Some(done) = done else { continue };
