@@ -61,6 +61,14 @@ pub enum Command {
     /// Counts for dashboards: contacts by status, bounced addresses, domains
     /// waiting and suspended, the oldest pending link, the last sweep.
     Stats,
+    /// Read one delivery status notification (RFC 3464) from FILE or stdin,
+    /// as a mail server's pipe hands it over, and mark the addresses it
+    /// reports failed as bounced. Exits 75 when the database is unavailable,
+    /// so the mail server keeps the report and retries.
+    Bounce {
+        /// The message file; stdin when absent or `-`.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +283,38 @@ pub async fn execute(cli: Cli) -> Result<Option<Value>> {
     result.map(|v| (!v.is_null()).then_some(v))
 }
 
+/// The largest report `bounce` reads: real ones carry at most the headers
+/// of the returned message, though some return it whole.
+const MAX_REPORT_BYTES: u64 = 20 * 1024 * 1024;
+
+/// One report from a file or stdin, whole.
+async fn read_report(file: Option<&std::path::Path>) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let read = match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
+            f.take(MAX_REPORT_BYTES + 1).read_to_end(&mut raw).await
+        }
+        None => {
+            tokio::io::stdin()
+                .take(MAX_REPORT_BYTES + 1)
+                .read_to_end(&mut raw)
+                .await
+        }
+    };
+    read.map_err(|e| Error::invalid(format!("cannot read the report: {e}")))?;
+    if raw.len() as u64 > MAX_REPORT_BYTES {
+        return Err(Error::invalid(format!(
+            "the report is larger than {MAX_REPORT_BYTES} bytes; pass one delivery status \
+             notification at a time"
+        )));
+    }
+    Ok(raw)
+}
+
 fn needs_mail(command: &Command) -> bool {
     matches!(
         command,
@@ -385,6 +425,10 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
             .await?
             .to_json()),
         Command::Stats => to_json(&v.stats().await?),
+        Command::Bounce { file } => {
+            let raw = read_report(file.as_deref()).await?;
+            to_json(&v.bounce_report(&raw).await?)
+        }
         Command::Domain(DomainCommand::Reachability { name }) => {
             to_json(&v.reachability(&name).await?)
         }

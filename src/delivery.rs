@@ -16,7 +16,8 @@ use crate::clock::Clock;
 use crate::config::BrandingSettings;
 use crate::domain::verification::{Key, ResendPlan};
 use crate::domain::{
-    mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy, TokenSecret, Verification,
+    mask_addresses, mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy,
+    TokenSecret, Verification,
 };
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
@@ -272,11 +273,11 @@ impl Courier {
                         tracing::warn!(event = "email_bounced", operation_type,
                             notification_id = %note.id,
                             email = %mask_email(s.claim.verification.email.as_str()),
-                            code = %b.code, detail = %b.detail,
+                            code = %b.code, detail = %mask_addresses(&b.detail),
                             "the relay refused the address for good; sweeps stop mailing it");
                     }
                     tracing::warn!(event = "email_failed", operation_type, notification_id = %note.id,
-                        error_code = %e.code, permanent = e.permanent, error = %e.detail,
+                        error_code = %e.code, permanent = e.permanent, error = %mask_addresses(&e.detail),
                         "email not accepted; the address keeps its state");
                     Delivery::Failed(note, e)
                 }

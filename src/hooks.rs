@@ -121,7 +121,7 @@ impl Hooks {
                     crate::metrics::global().hook_delivery(false);
                     tracing::warn!(event = "hook_failed", event_id = %event.id,
                         event_type = %event.kind, attempts = event.attempts + 1,
-                        error = %mask_addresses(&error), retry_in_secs = wait.as_secs(),
+                        error = %crate::domain::mask_addresses(&error), retry_in_secs = wait.as_secs(),
                         "event not delivered; later events wait for it");
                     return Ok(round);
                 }
@@ -261,21 +261,6 @@ pub fn retry_wait(attempts: i64) -> Duration {
     RETRY_FIRST.saturating_mul(1u32 << doublings).min(RETRY_MAX)
 }
 
-/// A hook's output may quote the event: addresses are masked before the
-/// text reaches the log (the event list keeps it whole, behind the API).
-fn mask_addresses(text: &str) -> String {
-    text.split(' ')
-        .map(|word| {
-            if word.contains('@') {
-                crate::domain::mask_email(word.trim_matches(|c: char| !c.is_alphanumeric()))
-            } else {
-                word.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn clip(s: &str) -> String {
     s.chars().take(MAX_ERROR).collect()
 }
@@ -299,7 +284,7 @@ mod tests {
     #[test]
     fn addresses_in_a_hooks_error_are_masked_for_the_log() {
         assert_eq!(
-            mask_addresses("rejected \"alice@example.com\": no"),
+            crate::domain::mask_addresses("rejected \"alice@example.com\": no"),
             "rejected a***@example.com no"
         );
     }

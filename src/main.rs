@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use contact_verifier::cli::{execute, Cli};
+use contact_verifier::cli::{execute, Cli, Command};
+
+/// sysexits.h: a temporary failure; the caller should retry.
+const EX_TEMPFAIL: u8 = 75;
 use contact_verifier::ErrorCode;
 
 fn main() -> ExitCode {
@@ -43,6 +46,9 @@ fn main() -> ExitCode {
             return exit(ErrorCode::InvalidInput);
         }
     };
+    // A mail server's pipe retries on EX_TEMPFAIL (75) and bounces the
+    // report back on other failures: a database outage must be the former.
+    let tempfail_when_unavailable = matches!(cli.command, Command::Bounce { .. });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = e.message.replace(['\n', '\r'], " ");
             eprintln!("error: {}: {msg}", e.code.as_str());
+            if tempfail_when_unavailable && e.code == ErrorCode::Unavailable {
+                return ExitCode::from(EX_TEMPFAIL);
+            }
             exit(e.code)
         }
     }

@@ -160,6 +160,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A body of any content type, as bytes; too large is a 413 in the
+/// contract's error shape.
+pub struct RawBody(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(serde_json::json!({"__type": "InvalidInput", "message": "the request body is larger than http.max_body_bytes"})),
+            )
+                .into_response()),
+            Err(r) => Err(ApiError(Error::invalid(format!(
+                "cannot read the request body: {}",
+                r.body_text()
+            )))
+            .into_response()),
+        }
+    }
+}
+
 /// Query parameters with rejections in the contract's error shape.
 pub struct ApiQuery<T>(pub T);
 

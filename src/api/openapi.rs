@@ -38,6 +38,7 @@ impl Modify for BearerScheme {
     ),
     paths(
         v1::add_contact,
+        v1::bounces,
         v1::get_contact,
         v1::resend,
         v1::verify,

@@ -16,7 +16,7 @@ use super::schemas::{
     ContactOrPage, ErrorBody, EventsPageBody, EvidenceListBody, NotificationsBody,
     ResendOutcomeBody,
 };
-use super::{ApiError, ApiJson, ApiQuery, AppState};
+use super::{ApiError, ApiJson, ApiQuery, AppState, RawBody};
 use crate::domain::{OperationType, Status, StatusFlag};
 use crate::service::ContactSelector;
 use crate::service::{ContactDetails, DomainDetails, DomainResend, OperationsPage, Reachability};
@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/evidence", get(export_evidence))
         .route("/domains/{name}", get(domain_show))
         .route("/events", get(list_events))
+        .route("/bounces", post(bounces))
         .route("/domains/{name}/reachability", get(reachability))
         .route("/domains/{name}/reachability/resend", post(domain_resend))
         .route("/operations", post(add_operation).get(list_operations))
@@ -90,6 +91,27 @@ pub(super) async fn add_contact(
             )
             .await?,
     )
+}
+
+/// `bounce` over HTTP: the raw delivery status notification as the body,
+/// any content type.
+#[utoipa::path(
+    post,
+    path = "/v1/bounces",
+    tag = "v1",
+    operation_id = "PostBounce",
+    request_body(content = String, content_type = "message/rfc822",
+        description = "One delivery status notification (RFC 3464), as received"),
+    responses(
+        (status = 200, description = "Blocks that marked a known address bounced, and the others", body = crate::service::BounceReport),
+        (status = 400, description = "Not a mail message (`InvalidInput`)", body = ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (`UnauthorizedException`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The database does not answer (`Unavailable`): send it again later", body = ErrorBody)
+    )
+)]
+pub(super) async fn bounces(State(s): State<AppState>, body: RawBody) -> ApiResult {
+    json(&s.verifier.bounce_report(&body.0).await?)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -50,6 +50,21 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// Masks an address for logs: `a***@example.com`.
+/// Every address in a free text (a relay's reply, a hook's output),
+/// masked as [`mask_email`] does, before the text reaches a log.
+pub fn mask_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                mask_email(word.trim_matches(|c: char| !c.is_alphanumeric()))
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn mask_email(addr: &str) -> String {
     match addr.rsplit_once('@') {
         Some((local, domain)) => {

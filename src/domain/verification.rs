@@ -585,6 +585,68 @@ mod tests {
         v
     }
 
+    fn bounce() -> Bounce {
+        Bounce::new("5.1.1", "550 5.1.1 user unknown", t0())
+    }
+
+    #[test]
+    fn a_bounced_address_is_due_no_email_but_still_expires() {
+        let p = Policy::default();
+        let mut v = fresh();
+        assert!(!v.bounced(bounce(), true));
+        assert_eq!(v.due(t0(), &p), None);
+        assert_eq!(v.next_due_at(t0(), &p), None);
+        assert_eq!(v.next_notification_at(t0(), None, &p), None);
+
+        let mut v = pending(&p);
+        v.bounced(bounce(), true);
+        let expiry = t0() + p.key_validity;
+        assert_eq!(v.due(t0() + days(20), &p), None, "no reminder");
+        assert_eq!(v.next_due_at(t0(), &p), Some(expiry));
+        assert_eq!(v.due(expiry, &p), Some(Due::Expire));
+        v.expire(&p);
+        assert!(!v.expiry_notice_owed, "no expiry notice to a dead address");
+        assert_eq!(v.due(expiry, &p), None);
+    }
+
+    #[test]
+    fn a_bounce_of_a_validated_address_restarts_it_only_when_configured() {
+        let mut v = fresh();
+        v.validate(t0());
+        assert!(!v.bounced(bounce(), false));
+        assert_eq!(v.status, Status::Validated);
+        assert!(v.bounce.is_some());
+
+        let mut v = fresh();
+        v.validate(t0());
+        assert!(v.bounced(bounce(), true));
+        assert_eq!(v.status, Status::NotValidated);
+        assert!(
+            v.bounce.is_some(),
+            "re-verification waits for the bounce to clear"
+        );
+        assert_eq!(v.due(t0(), &Policy::default()), None);
+    }
+
+    #[test]
+    fn a_validation_or_an_accepted_resend_clears_the_bounce() {
+        let p = Policy::default();
+        let mut v = pending(&p);
+        v.bounced(bounce(), true);
+        v.validate(t0());
+        assert_eq!(v.bounce, None);
+
+        let mut v = pending(&p);
+        v.bounced(bounce(), true);
+        v.record_outcome(Notice::Reminder { day: 3 }, None, true, t0(), &p);
+        assert!(v.bounce.is_some(), "only a resend clears it");
+        v.record_outcome(Notice::Resend, None, false, t0(), &p);
+        assert!(v.bounce.is_some(), "a refused resend does not");
+        v.record_outcome(Notice::Resend, None, true, t0(), &p);
+        assert_eq!(v.bounce, None);
+        assert!(v.due(t0() + days(3), &p).is_some(), "reminders resume");
+    }
+
     #[test]
     fn new_contact_is_not_validated_and_due_for_the_initial_email() {
         let p = Policy::default();

@@ -3,6 +3,7 @@
 //! refused the message, and a refusal is classified for the notification
 //! record and the retry policy.
 
+pub mod dsn;
 mod pool;
 mod templates;
 

@@ -7,6 +7,7 @@
 //! `operations.rs` (reachability and domain operations). Mail leaves through
 //! the [`Courier`]; sweeps run in [`Sweeper`].
 
+mod bounces;
 mod compliance;
 mod confirm;
 mod contacts;
@@ -31,6 +32,7 @@ use crate::mail::Mailer;
 use crate::store::{ContactRecord, Store};
 use crate::sweep::{StopSignal, SweepSummary, Sweeper};
 use crate::{Error, ErrorCode, Result};
+pub use bounces::BounceReport;
 pub use compliance::EventsPage;
 pub use confirm::ClientInfo;
 pub use contacts::ContactsPage;

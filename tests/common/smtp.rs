@@ -118,6 +118,8 @@ struct Shared {
     messages: Mutex<Vec<ReceivedMail>>,
     connections: std::sync::atomic::AtomicUsize,
     notify: Notify,
+    /// Recipients refused with `550 5.1.1` whatever the fault (lowercase).
+    refused: Mutex<Vec<String>>,
 }
 
 /// Lock a mutex, ignoring poisoning (a panicking test must not cascade).
@@ -205,6 +207,7 @@ impl SmtpSink {
             messages: Mutex::new(Vec::new()),
             connections: std::sync::atomic::AtomicUsize::new(0),
             notify: Notify::new(),
+            refused: Mutex::new(Vec::new()),
         });
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let accept_task = tokio::spawn(accept_loop(
@@ -244,6 +247,17 @@ impl SmtpSink {
     /// Path of a file holding [`SmtpSink::ca_pem`]; it lives as long as the sink.
     pub fn ca_file(&self) -> PathBuf {
         self.inner.ca_file.path().to_path_buf()
+    }
+
+    /// Refuse `addr` at RCPT TO with `550 5.1.1`, as a relay does for a
+    /// mailbox that does not exist, while accepting everyone else.
+    pub fn refuse_recipient(&self, addr: &str) {
+        lock(&self.inner.shared.refused).push(addr.to_ascii_lowercase());
+    }
+
+    /// Accept every recipient again.
+    pub fn clear_refusals(&self) {
+        lock(&self.inner.shared.refused).clear();
     }
 
     /// Inject a fault from now on (for new commands and connections).
@@ -550,6 +564,10 @@ where
                     continue;
                 }
                 let fault = *lock(&shared.fault);
+                if lock(&shared.refused).contains(&to.to_ascii_lowercase()) {
+                    reply(io, "550 5.1.1 <x>: Recipient address rejected: User unknown in virtual mailbox table").await?;
+                    continue;
+                }
                 match fault {
                     Fault::Transient => {
                         reply(io, "451 4.3.0 Temporary failure, try again later").await?
