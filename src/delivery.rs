@@ -18,6 +18,7 @@ use crate::domain::{
     mask_addresses, mask_email, Bounce, DomainName, EmailKey, Notice, Policy, TokenSecret,
     Verification,
 };
+use crate::liveness::Liveness;
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
 use crate::store::{Claim, NotificationRecord, Outcome, Store};
@@ -77,6 +78,7 @@ pub struct Courier {
     policy: Policy,
     clock: Clock,
     link_base: String,
+    liveness: Liveness,
 }
 
 /// A claimed email on its way to the relay.
@@ -94,6 +96,7 @@ impl Courier {
         policy: Policy,
         clock: Clock,
         link_base: &str,
+        liveness: Liveness,
     ) -> Courier {
         Courier {
             store,
@@ -102,6 +105,7 @@ impl Courier {
             policy,
             clock,
             link_base: link_base.trim_end_matches('/').to_string(),
+            liveness,
         }
     }
 
@@ -332,11 +336,14 @@ impl Courier {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e)
-                    if e.code == ErrorCode::Unavailable
-                        && attempt < FINAL_WRITE_RETRIES
-                        && started.elapsed() < FINAL_WRITE_WINDOW =>
-                {
+                Err(e) if e.code == ErrorCode::Unavailable => {
+                    if attempt >= FINAL_WRITE_RETRIES || started.elapsed() >= FINAL_WRITE_WINDOW {
+                        // Held: this process's claims on these addresses
+                        // stay its own (its heartbeat keeps them from
+                        // others) until its heartbeat writes them.
+                        self.liveness.hold(outcomes);
+                        return Err(e);
+                    }
                     tracing::warn!(event = "state_write_retry", error = %e, "database unavailable; retrying the write of finished deliveries");
                     let left = FINAL_WRITE_WINDOW.saturating_sub(started.elapsed());
                     tokio::time::sleep(wait.min(left)).await;

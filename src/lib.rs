@@ -40,6 +40,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod hooks;
+pub mod liveness;
 pub mod mail;
 pub mod metrics;
 pub mod service;

@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::delivery::Courier;
 use crate::domain::{ContactEmail, DomainName, ExternalId, Policy, TokenSecret};
 use crate::hooks::{Hooks, Round};
+use crate::liveness::Liveness;
 use crate::mail::Mailer;
 use crate::store::{ContactRecord, Store};
 use crate::sweep::{StopSignal, SweepSummary, Sweeper};
@@ -72,6 +73,8 @@ pub struct Verifier {
     secret: Option<TokenSecret>,
     markers: Markers,
     hooks: Option<Hooks>,
+    /// This process's standing as a claim owner.
+    pub liveness: Liveness,
 }
 
 impl Verifier {
@@ -88,6 +91,7 @@ impl Verifier {
             secret: None,
             markers,
             hooks: None,
+            liveness: Liveness::new(),
         }
     }
 
@@ -105,6 +109,7 @@ impl Verifier {
             self.policy.clone(),
             self.clock.clone(),
             &self.settings.verification.link_base_url,
+            self.liveness.clone(),
         ));
         self.secret = Some(secret);
         self.hooks = Hooks::new(&self.settings.hooks, self.store.clone(), self.clock.clone())?;
@@ -155,6 +160,7 @@ impl Verifier {
             self.policy.clone(),
             self.clock.clone(),
             self.settings.smtp.max_connections as usize,
+            self.liveness.clone(),
         )
         .run(dry_run, stop)
         .await
