@@ -342,8 +342,22 @@ async fn dispatch(v: &Verifier, command: Command) -> Result<Value> {
                 crate::daemon::wait_for_signal().await;
                 let _ = tx.send(true);
             });
+            // A long sweep keeps its claims its own while it beats.
+            let (beat_tx, beat_rx) = tokio::sync::watch::channel(false);
+            let heartbeat = (!dry_run).then(|| {
+                tokio::spawn(v.liveness.clone().run(
+                    v.store.clone(),
+                    v.clock.clone(),
+                    v.policy.clone(),
+                    StopSignal::new(beat_rx),
+                ))
+            });
             let summary = v.sweep(dry_run, &StopSignal::new(rx)).await;
             signals.abort();
+            let _ = beat_tx.send(true);
+            if let Some(h) = heartbeat {
+                let _ = h.await;
+            }
             let summary = summary?;
             // A one-shot sweep delivers the events pending before it exits
             // (CONTRACT section 8); one that fails stays pending for later.

@@ -59,6 +59,13 @@ pub async fn run(verifier: Verifier) -> Result<()> {
         StopSignal::new(stop_rx.clone()),
     ));
 
+    // This process's claims stay its own while it beats (liveness.rs).
+    let heartbeat = tokio::spawn(verifier.liveness.clone().run(
+        verifier.store.clone(),
+        verifier.clock.clone(),
+        verifier.policy.clone(),
+        StopSignal::new(stop_rx.clone()),
+    ));
     let hooks = verifier
         .hooks()
         .cloned()
@@ -114,6 +121,7 @@ pub async fn run(verifier: Verifier) -> Result<()> {
 
     let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = sweeper.await;
+        let _ = heartbeat.await;
         if let Some(server) = server {
             let _ = server.await;
         }

@@ -19,6 +19,7 @@ use crate::domain::{
     mask_addresses, mask_email, Bounce, DomainName, EmailKey, Language, Notice, Policy,
     TokenSecret, Verification,
 };
+use crate::liveness::Liveness;
 use crate::mail::{MailContext, Mailer, SendError};
 use crate::shutdown::StopSignal;
 use crate::store::{Claim, NotificationRecord, Outcome, Store};
@@ -80,6 +81,7 @@ pub struct Courier {
     link_base: String,
     /// Who the emails come from and where to get help (`name` resolved).
     branding: BrandingSettings,
+    liveness: Liveness,
 }
 
 /// A claimed email on its way to the relay.
@@ -98,6 +100,7 @@ impl Courier {
         policy: Policy,
         clock: Clock,
         link_base: &str,
+        liveness: Liveness,
     ) -> Courier {
         Courier {
             store,
@@ -107,6 +110,7 @@ impl Courier {
             clock,
             link_base: link_base.trim_end_matches('/').to_string(),
             branding: BrandingSettings::default(),
+            liveness,
         }
     }
 
@@ -355,11 +359,14 @@ impl Courier {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e)
-                    if e.code == ErrorCode::Unavailable
-                        && attempt < FINAL_WRITE_RETRIES
-                        && started.elapsed() < FINAL_WRITE_WINDOW =>
-                {
+                Err(e) if e.code == ErrorCode::Unavailable => {
+                    if attempt >= FINAL_WRITE_RETRIES || started.elapsed() >= FINAL_WRITE_WINDOW {
+                        // Held: this process's claims on these addresses
+                        // stay its own (its heartbeat keeps them from
+                        // others) until its heartbeat writes them.
+                        self.liveness.hold(outcomes);
+                        return Err(e);
+                    }
                     tracing::warn!(event = "state_write_retry", error = %e, "database unavailable; retrying the write of finished deliveries");
                     let left = FINAL_WRITE_WINDOW.saturating_sub(started.elapsed());
                     tokio::time::sleep(wait.min(left)).await;

@@ -43,6 +43,7 @@ pub mod domain;
 pub mod error;
 pub mod hooks;
 pub mod i18n;
+pub mod liveness;
 pub mod mail;
 pub mod metrics;
 pub mod service;

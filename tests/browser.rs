@@ -1273,10 +1273,10 @@ both_backends!(
             assert!(html.contains("<html lang=\"en\">"), "{html}");
         }
         let r = d.http.get(d.url("/verify/x/resend")).send().await.unwrap();
-    assert_eq!(r.headers()["allow"], "POST", "the new-link URL only acts");
-    let r = d.http.put(d.url("/verify/x")).send().await.unwrap();
-    assert_eq!(r.headers()["allow"], "GET, HEAD, POST");
-    // The browser's language, when the link names no address.
+        assert_eq!(r.headers()["allow"], "POST", "the new-link URL only acts");
+        let r = d.http.put(d.url("/verify/x")).send().await.unwrap();
+        assert_eq!(r.headers()["allow"], "GET, HEAD, POST");
+        // The browser's language, when the link names no address.
         let r = d
             .http
             .get(d.url("/verify/a/b"))

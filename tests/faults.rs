@@ -19,6 +19,13 @@ use common::{Bin, TestDb};
 const WAIT: Duration = Duration::from_secs(60);
 /// `schedule.claim_lease_secs` of [`sending::bin`].
 const LEASE: Duration = Duration::from_secs(12);
+/// How long after a kill -9 the killed process's claims are free to take:
+/// their lease has run out and its last heartbeat is older than
+/// `liveness::LIVE_WITHIN` (it beat at most just before the kill).
+fn abandoned_after_kill() -> Duration {
+    let live = contact_verifier::liveness::LIVE_WITHIN.to_std().unwrap();
+    LEASE.max(live) + Duration::from_secs(2)
+}
 /// `smtp.max_connections` of [`sending::bin`]: the sends in flight at once.
 const IN_FLIGHT: usize = 4;
 
@@ -50,7 +57,7 @@ both_backends!(
         assert!(at_kill < N, "the kill came in the middle: {at_kill}");
 
         // The claims of the killed sweep run out; then the rest is sent.
-        tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+        tokio::time::sleep(abandoned_after_kill()).await;
         let again = Instant::now();
         let summary = sending::sweep(&bin).await;
         let second = again.elapsed();
@@ -465,7 +472,7 @@ both_backends!(
         let open: BTreeSet<String> = started.iter().map(|n| n.email_key.clone()).collect();
         assert!(!open.is_empty(), "the kill leaves records at Started");
 
-        tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+        tokio::time::sleep(abandoned_after_kill()).await;
         sink.set_delay(Duration::ZERO);
         sink.clear();
         sending::sweep(&bin).await;

@@ -1023,14 +1023,14 @@ both_backends!(
         // Before the lease has run out nothing is closed.
         assert_eq!(
             store
-                .close_interrupted(t0() + secs(10), t0() + secs(10) - p.claim_lease)
+                .close_interrupted(t0() + secs(10), t0() + secs(10) - p.claim_lease, t0())
                 .await
                 .unwrap(),
             0
         );
         assert_eq!(
             store
-                .close_interrupted(later, later - p.claim_lease)
+                .close_interrupted(later, later - p.claim_lease, later)
                 .await
                 .unwrap(),
             1

@@ -644,7 +644,7 @@ mod tests {
         assert!(v.bounce.is_some(), "a refused resend does not");
         v.record_outcome(Notice::Resend, None, true, t0(), &p);
         assert_eq!(v.bounce, None);
-        assert!(v.due(t0() + days(3), &p).is_some(), "reminders resume");
+        assert!(v.due(t0() + days(7), &p).is_some(), "reminders resume");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::config::Settings;
 use crate::delivery::Courier;
 use crate::domain::{ContactEmail, DomainName, ExternalId, Policy, TokenSecret};
 use crate::hooks::{Hooks, Round};
+use crate::liveness::Liveness;
 use crate::mail::Mailer;
 use crate::store::{ContactRecord, Store};
 use crate::sweep::{StopSignal, SweepSummary, Sweeper};
@@ -74,6 +75,8 @@ pub struct Verifier {
     secret: Option<TokenSecret>,
     markers: Markers,
     hooks: Option<Hooks>,
+    /// This process's standing as a claim owner.
+    pub liveness: Liveness,
 }
 
 impl Verifier {
@@ -90,6 +93,7 @@ impl Verifier {
             secret: None,
             markers,
             hooks: None,
+            liveness: Liveness::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Verifier {
                 self.policy.clone(),
                 self.clock.clone(),
                 &self.settings.verification.link_base_url,
+                self.liveness.clone(),
             )
             .with_branding(crate::config::BrandingSettings {
                 name: self.settings.registrar_name(),
@@ -163,6 +168,7 @@ impl Verifier {
             self.policy.clone(),
             self.clock.clone(),
             self.settings.smtp.max_connections as usize,
+            self.liveness.clone(),
         )
         .run(dry_run, stop)
         .await

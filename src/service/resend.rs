@@ -11,7 +11,7 @@ impl Verifier {
     /// validated -> no email; pending -> the current link again; otherwise a
     /// fresh key. More than the daily limit -> OperationLimitExceeded.
     pub async fn resend(&self, selector: &ContactSelector) -> Result<ResendOutcome> {
-        let owner = format!("resend-{}", uuid::Uuid::new_v4().simple());
+        let owner = self.liveness.owner("resend");
         for _ in 0..RACE_ATTEMPTS {
             let contact = self.find_contact(selector).await?;
             let now = self.now();

@@ -33,6 +33,7 @@ pub mod records;
 mod sqlite;
 mod stats;
 mod verifications;
+mod workers;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, SqlitePool};
@@ -49,7 +50,7 @@ pub use events::NextEvent;
 pub use operations::{OperationCursor, OperationFilter};
 pub use records::*;
 pub use stats::{StateCounts, SweepRecord};
-pub use verifications::VerificationWrite;
+pub use verifications::{ClaimView, VerificationWrite};
 
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]

@@ -88,17 +88,23 @@ impl Store {
         &self,
         now: DateTime<Utc>,
         before: DateTime<Utc>,
+        live_since: DateTime<Utc>,
     ) -> Result<u64> {
+        // A claim past its lease whose owner still beats is not interrupted:
+        // its owner will record the outcome once it can.
         with_pool!(self, pool, d => Ok(sqlx::query(
             "UPDATE notifications SET status = 'Failed', is_terminal = TRUE, \
              status_changed_at = $1, error_code = 'Interrupted', error_details = $2 \
              WHERE status = 'Started' AND created_at <= $3 \
                AND email_key NOT IN (SELECT email_key FROM verifications \
-                   WHERE claim_until IS NOT NULL AND claim_until > $1)")
+                   WHERE claim_until IS NOT NULL AND claim_until > $1) \
+               AND email_key NOT IN (SELECT v.email_key FROM verifications v JOIN workers w \
+                   ON v.claim_owner LIKE w.id || '/%' WHERE w.seen_at > $4)")
             .bind(now)
             .bind("the sending process stopped before the relay's answer was recorded; \
                    the email may have been delivered, and a later attempt may repeat it")
             .bind(before)
+            .bind(live_since)
             .execute(pool)
             .await?
             .rows_affected()))

@@ -9,6 +9,18 @@ use super::{on_tx, with_pool, Change, Store, Tx};
 use crate::domain::{EmailKey, Policy, Verification};
 use crate::Result;
 
+/// Whose expired claims a sweep may take (see `liveness.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimView<'a> {
+    /// This process's id: its own expired claims are always its to retake.
+    pub me: &'a str,
+    /// Whether this process has seen the database up long enough to judge
+    /// other processes dead by their silence.
+    pub take_others: bool,
+    /// A process that beat after this is alive.
+    pub live_since: DateTime<Utc>,
+}
+
 /// The three ways a verification row changes.
 #[derive(Debug, Clone, Copy)]
 pub enum VerificationWrite<'a> {
@@ -200,6 +212,24 @@ impl Store {
         after: Option<&(DateTime<Utc>, EmailKey)>,
         limit: i64,
     ) -> Result<Vec<(DateTime<Utc>, Verification)>> {
+        self.due_for(now, after, limit, None).await
+    }
+
+    /// As [`Store::due_verifications`], for a process that respects live
+    /// owners: a claim past its lease is skipped while its owner's process
+    /// beat since `claims.live_since`, and every other process's expired
+    /// claim is skipped unless `claims.take_others`.
+    pub async fn due_for(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&(DateTime<Utc>, EmailKey)>,
+        limit: i64,
+        claims: Option<&ClaimView<'_>>,
+    ) -> Result<Vec<(DateTime<Utc>, Verification)>> {
+        let (respect, me, take_others, live_since) = match claims {
+            Some(c) => (true, c.me, c.take_others, c.live_since),
+            None => (false, "", true, now),
+        };
         let (after_due, after_key) = match after {
             Some((t, k)) => (*t, k.as_str()),
             None => (DateTime::<Utc>::UNIX_EPOCH, ""),
@@ -210,6 +240,9 @@ impl Store {
                  WHERE v.due_at IS NOT NULL AND v.due_at <= $1 \
                    AND (v.due_at, v.email_key) > ($2, $3) \
                    AND (v.claim_until IS NULL OR v.claim_until <= $1) \
+                   AND (NOT $5 OR v.claim_owner IS NULL OR v.claim_owner LIKE $6 || '/%' \
+                        OR ($7 AND NOT EXISTS (SELECT 1 FROM workers w \
+                            WHERE w.seen_at > $8 AND v.claim_owner LIKE w.id || '/%'))) \
                    AND EXISTS (SELECT 1 FROM contacts c JOIN domains dm \
                        ON dm.contact_external_id = c.external_id WHERE c.email_key = v.email_key) \
                  ORDER BY v.due_at, v.email_key LIMIT $4"))
@@ -217,6 +250,10 @@ impl Store {
                 .bind(after_due)
                 .bind(after_key)
                 .bind(limit)
+                .bind(respect)
+                .bind(me)
+                .bind(take_others)
+                .bind(live_since)
                 .fetch_all(pool)
                 .await?;
             rows.into_iter()

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::delivery::Courier;
 use crate::domain::{EmailKey, Policy};
+use crate::liveness::Liveness;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -52,6 +53,8 @@ pub struct Sweeper {
     clock: Clock,
     /// Emails in flight at once (`smtp.max_connections`).
     concurrency: usize,
+    /// Whose expired claims this process may take.
+    liveness: Liveness,
 }
 
 impl Sweeper {
@@ -61,6 +64,7 @@ impl Sweeper {
         policy: Policy,
         clock: Clock,
         concurrency: usize,
+        liveness: Liveness,
     ) -> Sweeper {
         Sweeper {
             store,
@@ -68,6 +72,7 @@ impl Sweeper {
             policy,
             clock,
             concurrency: concurrency.max(1),
+            liveness,
         }
     }
 
@@ -84,8 +89,27 @@ impl Sweeper {
                 return Err(Error::internal("a sweep that sends needs the SMTP client"))
             }
         };
-        let owner = format!("sweep-{}", uuid::Uuid::new_v4().simple());
+        let owner = self.liveness.owner("sweep");
         let now = self.clock.now();
+        if courier.is_some() {
+            // Beating first also writes outcomes held from an outage, so
+            // their addresses are settled before this sweep reads them.
+            self.liveness.beat(&self.store, now, &self.policy).await?;
+            if !self.liveness.may_take_others()
+                && self
+                    .store
+                    .abandoned_due(now, &self.liveness.claims(now))
+                    .await?
+            {
+                tracing::info!(event = "sweep_waiting_for_owners", wait_secs = crate::liveness::LIVE_WITHIN.num_seconds(),
+                    "claims of silent processes ran out; waiting until their silence means they are gone");
+                self.liveness
+                    .wait_to_judge(&self.store, &self.clock, &self.policy, stop)
+                    .await?;
+            }
+        }
+        let claims = self.liveness.claims(now);
+        let held = self.liveness.held_keys();
         let mut summary = SweepSummary::default();
         // What a dry run would have expired: the settle pass counts their
         // operations as a real sweep, which wrote the expiry, would settle them.
@@ -94,13 +118,17 @@ impl Sweeper {
         while !stop.is_stopped() {
             let page = self
                 .store
-                .due_verifications(now, cursor.as_ref(), BATCH)
+                .due_for(now, cursor.as_ref(), BATCH, Some(&claims))
                 .await?;
             let Some((due, last)) = page.last() else {
                 break;
             };
             cursor = Some((*due, last.email_key.clone()));
-            let page: Vec<_> = page.into_iter().map(|(_, v)| v).collect();
+            let page: Vec<_> = page
+                .into_iter()
+                .map(|(_, v)| v)
+                .filter(|v| !held.contains(&v.email_key))
+                .collect();
 
             let plan = expire::plan(page, now, &self.policy);
             summary.expired += plan.to_expire.len() as u64;
@@ -145,7 +173,7 @@ impl Sweeper {
             // claim's lease has run out.
             let closed = self
                 .store
-                .close_interrupted(now, now - self.policy.claim_lease)
+                .close_interrupted(now, now - self.policy.claim_lease, claims.live_since)
                 .await?;
             if closed > 0 {
                 tracing::warn!(event = "attempts_interrupted", attempts = closed,
