@@ -100,8 +100,8 @@ pub(super) async fn add_contact(
     path = "/v1/bounces",
     tag = "v1",
     operation_id = "PostBounce",
-    request_body(content = String, content_type = "message/rfc822",
-        description = "One delivery status notification (RFC 3464), as received"),
+    request_body(content = String, content_type = "text/plain",
+        description = "One delivery status notification (RFC 3464), as received; any content type is taken (`message/rfc822` suggested)"),
     responses(
         (status = 200, description = "Blocks that marked a known address bounced, and the others", body = crate::service::BounceReport),
         (status = 400, description = "Not a mail message (`InvalidInput`)", body = ErrorBody),
