@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::delivery::Courier;
 use crate::domain::{EmailKey, Policy};
 use crate::liveness::Liveness;
-use crate::store::Store;
+use crate::store::{ClaimView, Store};
 use crate::{Error, Result};
 
 /// Addresses read per page.
@@ -95,35 +95,83 @@ impl Sweeper {
             // Beating first also writes outcomes held from an outage, so
             // their addresses are settled before this sweep reads them.
             self.liveness.beat(&self.store, now, &self.policy).await?;
-            if !self.liveness.may_take_others()
-                && self
-                    .store
-                    .abandoned_due(now, &self.liveness.claims(now))
-                    .await?
-            {
-                tracing::info!(event = "sweep_waiting_for_owners", wait_secs = crate::liveness::LIVE_WITHIN.num_seconds(),
-                    "claims of silent processes ran out; waiting until their silence means they are gone");
-                self.liveness
-                    .wait_to_judge(&self.store, &self.clock, &self.policy, stop)
-                    .await?;
-            }
         }
-        let claims = self.liveness.claims(now);
+        let mut claims = self.liveness.claims(now);
         let held = self.liveness.held_keys();
         let mut summary = SweepSummary::default();
         // What a dry run would have expired: the settle pass counts their
         // operations as a real sweep, which wrote the expiry, would settle them.
         let mut expired_in_dry_run: HashSet<EmailKey> = HashSet::new();
         let mut cursor: Option<(DateTime<Utc>, EmailKey)> = None;
+        loop {
+            self.due_pass(
+                courier,
+                &owner,
+                &claims,
+                &held,
+                now,
+                stop,
+                &mut cursor,
+                &mut summary,
+                &mut expired_in_dry_run,
+            )
+            .await?;
+            // Addresses whose claim ran out under a silent process were
+            // skipped: once this process has seen the database up long
+            // enough that the silence means the owner is gone, take them
+            // in a second pass (everything else went out meanwhile).
+            if courier.is_none() || claims.take_others || stop.is_stopped() {
+                break;
+            }
+            if !self.store.abandoned_due(now, &claims).await? {
+                break;
+            }
+            tracing::info!(event = "sweep_waiting_for_owners", wait_secs = crate::liveness::LIVE_WITHIN.num_seconds(),
+                "claims of silent processes ran out; waiting until their silence means they are gone");
+            self.liveness
+                .wait_to_judge(&self.store, &self.clock, &self.policy, stop)
+                .await?;
+            claims = self.liveness.claims(now);
+            if !claims.take_others {
+                break;
+            }
+            cursor = None;
+        }
+        self.after_due(
+            courier,
+            &claims,
+            now,
+            stop,
+            summary,
+            &expired_in_dry_run,
+            started,
+        )
+        .await
+    }
+
+    /// One pass over the due addresses from `cursor`: expire, then mail.
+    #[allow(clippy::too_many_arguments)]
+    async fn due_pass(
+        &self,
+        courier: Option<&Courier>,
+        owner: &str,
+        claims: &ClaimView<'_>,
+        held: &HashSet<EmailKey>,
+        now: DateTime<Utc>,
+        stop: &StopSignal,
+        cursor: &mut Option<(DateTime<Utc>, EmailKey)>,
+        summary: &mut SweepSummary,
+        expired_in_dry_run: &mut HashSet<EmailKey>,
+    ) -> Result<()> {
         while !stop.is_stopped() {
             let page = self
                 .store
-                .due_for(now, cursor.as_ref(), BATCH, Some(&claims))
+                .due_for(now, cursor.as_ref(), BATCH, Some(claims))
                 .await?;
             let Some((due, last)) = page.last() else {
                 break;
             };
-            cursor = Some((*due, last.email_key.clone()));
+            *cursor = Some((*due, last.email_key.clone()));
             let page: Vec<_> = page
                 .into_iter()
                 .map(|(_, v)| v)
@@ -151,23 +199,39 @@ impl Sweeper {
                 .filter(|v| v.due(now, &self.policy).is_some());
             let plan = notify::plan(plan.others.into_iter().chain(owing), now, &self.policy);
             match courier {
-                None => plan.count(&mut summary),
+                None => plan.count(summary),
                 Some(c) => {
                     let done = notify::execute(
                         c,
                         &self.store,
                         plan,
-                        &owner,
+                        owner,
                         stop,
                         self.concurrency,
                         now,
                         &self.policy,
                     )
                     .await?;
-                    done.count(&mut summary);
+                    done.count(summary);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// What a sweep does after the due addresses: close interrupted
+    /// attempts, suspend, settle operations, record and log the summary.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_due(
+        &self,
+        courier: Option<&Courier>,
+        claims: &ClaimView<'_>,
+        now: DateTime<Utc>,
+        stop: &StopSignal,
+        mut summary: SweepSummary,
+        expired_in_dry_run: &HashSet<EmailKey>,
+        started: Instant,
+    ) -> Result<SweepSummary> {
         if courier.is_some() && !stop.is_stopped() {
             // Attempts a killed process left `Started` are closed once their
             // claim's lease has run out.
@@ -193,7 +257,7 @@ impl Sweeper {
         }
         if !stop.is_stopped() {
             let open = self.store.open_operations().await?;
-            let plan = settle::plan(open, &expired_in_dry_run, self.clock.now());
+            let plan = settle::plan(open, expired_in_dry_run, self.clock.now());
             summary.operations_updated = match courier {
                 None => plan.len() as u64,
                 Some(_) => settle::execute(&self.store, plan).await?,
