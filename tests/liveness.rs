@@ -154,3 +154,58 @@ both_backends!(
         app.done().await;
     }
 );
+
+both_backends!(
+    an_outage_longer_than_the_write_retries_holds_the_outcome_until_the_database_returns,
+    |db: TestDb| async move {
+        let app = App::with(db, TlsMode::None, settings).await;
+        app.add("DNA-1", "a@example.com", &["a.com"]).await;
+        let b = app.second_verifier().await;
+        let (stop_a, beat_a) = heartbeat(&app.v);
+        let (stop_b, beat_b) = heartbeat(&b);
+
+        app.sink.set_delay(StdDuration::from_secs(3));
+        let a = app.v.clone();
+        let first = tokio::spawn(async move { a.sweep(false, &StopSignal::never()).await });
+        tokio::time::sleep(StdDuration::from_millis(1200)).await;
+        let outage = DbOutage::begin(&app.db).await;
+        app.clock.advance(Duration::minutes(10));
+        // The sender gives up retrying the write (about a minute) while the
+        // database is still away: its sweep fails, the outcome is held.
+        let first = tokio::time::timeout(StdDuration::from_secs(120), first)
+            .await
+            .expect("the first sweep ends")
+            .unwrap();
+        assert!(first.is_err(), "the write could not land: {first:?}");
+        assert_eq!(app.v.liveness.held_keys().len(), 1, "the outcome is held");
+        outage.end().await;
+        app.sink.set_delay(StdDuration::ZERO);
+
+        // Its heartbeat writes the held outcome; the other process never
+        // takes the address meanwhile.
+        for _ in 0..10 {
+            let _ = b.sweep(false, &StopSignal::never()).await;
+            tokio::time::sleep(StdDuration::from_millis(500)).await;
+        }
+        assert!(
+            app.v.liveness.held_keys().is_empty(),
+            "written once the database answered"
+        );
+        for _ in 0..3 {
+            let _ = b.sweep(false, &StopSignal::never()).await;
+        }
+        let to_a = app.sink.messages().len();
+        assert_eq!(to_a, 1, "mailed once");
+        let d = serde_json::to_value(app.v.show_contact(&by_id("DNA-1")).await.unwrap()).unwrap();
+        assert_eq!(d["VerificationStatus"], "Pending", "{d}");
+        let notes =
+            serde_json::to_value(app.v.notifications(&by_id("DNA-1")).await.unwrap()).unwrap();
+        assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
+        assert_eq!(notes[0]["status"], "Succeeded", "{notes}");
+
+        let _ = (stop_a.send(true), stop_b.send(true));
+        let _ = (beat_a.await, beat_b.await);
+        b.store.close().await;
+        app.done().await;
+    }
+);
