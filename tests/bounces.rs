@@ -481,3 +481,97 @@ both_backends!(
         db.cleanup().await;
     }
 );
+
+/// The real shapes (tests/fixtures/dsn): each report, piped to `bounce` as
+/// a mail server would, against contacts using the addresses it names.
+both_backends!(
+    reports_as_postfix_exim_gmail_and_exchange_send_them_mark_their_recipients,
+    |db: TestDb| async move {
+        let app = App::new(db).await;
+        let bin = app.bin();
+        let cases: &[(&str, &[&str], Value)] = &[
+            (
+                "postfix-550.eml",
+                &["alice.registrant@example.com"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "exim-550.eml",
+                &["bob.holder@example.org"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "gmail-550.eml",
+                &["carol.owner@example.net"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "forwarded.eml",
+                &["dave.contact@example.com"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "postfix-delayed.eml",
+                &["erin.admin@example.org"],
+                json!({"bounced": 0, "ignored": 1}),
+            ),
+            (
+                "temporary-4xx.eml",
+                &["frank.billing@example.net"],
+                json!({"bounced": 0, "ignored": 1}),
+            ),
+            (
+                "multi-recipient.eml",
+                &["grace.tech@example.com", "heidi.ops@example.net"],
+                json!({"bounced": 1, "ignored": 1}),
+            ),
+            (
+                "lf-only.eml",
+                &["ivan.hostmaster@lapsed.example.org"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "nested.eml",
+                &["judy.registrant@example.com"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            (
+                "base64-status.eml",
+                &["ken.domains@example.org"],
+                json!({"bounced": 1, "ignored": 0}),
+            ),
+            ("autoreply.eml", &[], json!({"bounced": 0, "ignored": 0})),
+            ("prose-only.eml", &[], json!({"bounced": 0, "ignored": 0})),
+        ];
+        let mut n = 0;
+        for (_, addrs, _) in cases {
+            for a in *addrs {
+                n += 1;
+                app.add(&format!("DNA-{n}"), a, &[&format!("d{n}.com")])
+                    .await;
+            }
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dsn");
+        for (file, _, want) in cases {
+            let raw = std::fs::read(format!("{dir}/{file}")).unwrap();
+            let got = bin.run_with_stdin(&["bounce"], Some(&raw)).ok();
+            assert_eq!(&got, want, "{file}");
+        }
+        let d = details(&app, "DNA-4").await;
+        assert_eq!(d["ContactEmail"], "dave.contact@example.com");
+        assert_eq!(d["Bounce"]["Code"], "5.2.1", "the Original-Recipient: {d}");
+        assert_eq!(
+            details(&app, "DNA-5").await["Bounce"],
+            Value::Null,
+            "delayed"
+        );
+        assert_eq!(
+            details(&app, "DNA-8").await["Bounce"],
+            Value::Null,
+            "heidi: delayed"
+        );
+        let stats = serde_json::to_value(app.v.stats().await.unwrap()).unwrap();
+        assert_eq!(stats["Bounced"], 8, "{stats}");
+        app.done().await;
+    }
+);
