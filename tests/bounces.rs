@@ -482,8 +482,8 @@ both_backends!(
     }
 );
 
-/// The real shapes (tests/fixtures/dsn): each report, piped to `bounce` as
-/// a mail server would, against contacts using the addresses it names.
+// The real shapes (tests/fixtures/dsn): each report, piped to `bounce` as
+// a mail server would, against contacts using the addresses it names.
 both_backends!(
     reports_as_postfix_exim_gmail_and_exchange_send_them_mark_their_recipients,
     |db: TestDb| async move {
