@@ -46,6 +46,7 @@ pub mod i18n;
 pub mod liveness;
 pub mod mail;
 pub mod metrics;
+pub mod page_templates;
 pub mod service;
 pub mod shutdown;
 pub mod store;

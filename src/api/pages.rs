@@ -30,24 +30,10 @@ use super::AppState;
 use crate::config::{BrandingSettings, Settings};
 use crate::domain::{mask_email, DomainName, Language};
 use crate::i18n::{format_date, html_attr, negotiate, Catalog};
+use crate::page_templates::{load as load_templates, PAGE};
 use crate::service::{LinkFacts, LinkResend, Verifier};
 use crate::store::VOID_EMAIL_CHANGED;
-use crate::{Error, ErrorCode, Result};
-
-/// Every built-in page file: one per language, each holding every kind of
-/// page, on one layout.
-const BUILTIN: &[(&str, &str)] = &[
-    (
-        "page-layout.html",
-        include_str!("templates/page-layout.html"),
-    ),
-    ("page.html", include_str!("templates/page.html")),
-    ("page.de.html", include_str!("templates/page.de.html")),
-    ("page.fr.html", include_str!("templates/page.fr.html")),
-    ("page.es.html", include_str!("templates/page.es.html")),
-];
-
-const PAGE: &str = "page.html";
+use crate::{Error, ErrorCode};
 
 /// The pages' stylesheet, allowed by its hash in the Content-Security-Policy
 /// (so a template cannot bring its own). Nothing in it is wider than the
@@ -64,12 +50,6 @@ button:hover,button:focus{background:#1e40af}\
 a{color:#1d4ed8}\
 .note{color:#4b5563;font-size:.9rem}\
 footer{margin-top:2rem;padding-top:1rem;border-top:1px solid #e5e7eb;color:#4b5563;font-size:.9rem}";
-
-/// The page templates: built-in, then `templates.dir` (which may replace
-/// them or add `page.LANG.html` for any language).
-pub(crate) fn load_templates(dir: Option<&FsPath>) -> Result<Catalog> {
-    Catalog::load(BUILTIN, &[PAGE], dir)
-}
 
 /// What every page shares: its templates, who is speaking, and the headers.
 struct Pages {

@@ -186,7 +186,7 @@ impl Templates {
     /// start-up, not a failed send later. The pages' templates in the same
     /// directory are checked too: the daemon reads the directory here first.
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        crate::api::pages::load_templates(dir)?;
+        crate::page_templates::load(dir)?;
         Ok(Templates {
             catalog: Catalog::load(BUILTIN, LOCALIZED, dir)?,
         })
