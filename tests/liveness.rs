@@ -32,6 +32,30 @@ fn heartbeat(v: &Verifier) -> (watch::Sender<bool>, JoinHandle<()>) {
     (tx, task)
 }
 
+/// Ends a heartbeat started by [`heartbeat`] and waits for it.
+async fn stop(tx: watch::Sender<bool>, task: JoinHandle<()>) {
+    let _ = tx.send(true);
+    let _ = task.await;
+}
+
+/// Starts the first process's sweep with the relay holding its answer to
+/// the final dot (3 s), then takes the database away mid-send and moves
+/// the clock 10 minutes on: an outage longer than the claim lease.
+async fn send_into_an_outage(
+    app: &App,
+) -> (
+    JoinHandle<contact_verifier::Result<contact_verifier::sweep::SweepSummary>>,
+    DbOutage,
+) {
+    app.sink.set_delay(StdDuration::from_secs(3));
+    let a = app.v.clone();
+    let first = tokio::spawn(async move { a.sweep(false, &StopSignal::never()).await });
+    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+    let outage = DbOutage::begin(&app.db).await;
+    app.clock.advance(Duration::minutes(10));
+    (first, outage)
+}
+
 /// Waits until `v` has seen the database up long enough to judge other
 /// processes by their silence (`liveness::LIVE_WITHIN`).
 async fn until_it_may_judge(v: &Verifier) {
@@ -63,12 +87,7 @@ both_backends!(
 
         // The relay holds its answer to the final dot; meanwhile the
         // database goes away for longer than the claim lease.
-        app.sink.set_delay(StdDuration::from_secs(3));
-        let a = app.v.clone();
-        let first = tokio::spawn(async move { a.sweep(false, &StopSignal::never()).await });
-        tokio::time::sleep(StdDuration::from_millis(1200)).await;
-        let outage = DbOutage::begin(&app.db).await;
-        app.clock.advance(Duration::minutes(10));
+        let (first, outage) = send_into_an_outage(&app).await;
         tokio::time::sleep(StdDuration::from_secs(5)).await;
         outage.end().await;
         app.sink.set_delay(StdDuration::ZERO);
@@ -106,8 +125,8 @@ both_backends!(
         assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
         assert_eq!(notes[0]["status"], "Succeeded", "{notes}");
 
-        let _ = (stop_a.send(true), stop_b.send(true));
-        let _ = (beat_a.await, beat_b.await);
+        stop(stop_a, beat_a).await;
+        stop(stop_b, beat_b).await;
         b.store.close().await;
         app.done().await;
     }
@@ -148,8 +167,7 @@ both_backends!(
             1
         );
 
-        let _ = stop_b.send(true);
-        let _ = beat_b.await;
+        stop(stop_b, beat_b).await;
         b.store.close().await;
         app.done().await;
     }
@@ -164,12 +182,7 @@ both_backends!(
         let (stop_a, beat_a) = heartbeat(&app.v);
         let (stop_b, beat_b) = heartbeat(&b);
 
-        app.sink.set_delay(StdDuration::from_secs(3));
-        let a = app.v.clone();
-        let first = tokio::spawn(async move { a.sweep(false, &StopSignal::never()).await });
-        tokio::time::sleep(StdDuration::from_millis(1200)).await;
-        let outage = DbOutage::begin(&app.db).await;
-        app.clock.advance(Duration::minutes(10));
+        let (first, outage) = send_into_an_outage(&app).await;
         // The sender gives up retrying the write (about a minute) while the
         // database is still away: its sweep fails, the outcome is held.
         let first = tokio::time::timeout(StdDuration::from_secs(120), first)
@@ -203,8 +216,8 @@ both_backends!(
         assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
         assert_eq!(notes[0]["status"], "Succeeded", "{notes}");
 
-        let _ = (stop_a.send(true), stop_b.send(true));
-        let _ = (beat_a.await, beat_b.await);
+        stop(stop_a, beat_a).await;
+        stop(stop_b, beat_b).await;
         b.store.close().await;
         app.done().await;
     }
