@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::records::{DomainRecord, DOMAIN_COLUMNS};
-use super::{on_tx, with_pool, Store, Tx};
+use super::{on_tx, with_pool, with_writer, Store, Tx};
 use crate::domain::{DomainName, EmailKey, ExternalId};
 use crate::Result;
 
@@ -220,7 +220,7 @@ impl Store {
             return Ok(0);
         }
         let changed = self.adopt_now(now, deadline).await?;
-        with_pool!(self, pool, d => sqlx::query(
+        with_writer!(self, pool, d => sqlx::query(
             "INSERT INTO maintenance (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(PASS)
@@ -233,7 +233,7 @@ impl Store {
 
     async fn adopt_now(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> Result<u64> {
         let dated = match deadline {
-            Some(_) => with_pool!(self, pool, d => sqlx::query(
+            Some(_) => with_writer!(self, pool, d => sqlx::query(
                 "UPDATE domains SET suspension_date = $1 \
                  WHERE waiting_since IS NOT NULL AND suspension_date IS NULL AND NOT suspended")
                 .bind(deadline)
@@ -242,7 +242,7 @@ impl Store {
                 .rows_affected()),
             None => 0,
         };
-        let adopted = with_pool!(self, pool, d => sqlx::query(
+        let adopted = with_writer!(self, pool, d => sqlx::query(
             "UPDATE domains SET waiting_since = $1, suspension_date = $2 \
              WHERE waiting_since IS NULL AND contact_external_id IN ( \
                SELECT c.external_id FROM contacts c \

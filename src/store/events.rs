@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::records::{EventRecord, EVENT_COLUMNS};
-use super::{on_tx, with_pool, Store, Tx};
+use super::{on_tx, with_pool, with_writer, Store, Tx};
 use crate::domain::Event;
 use crate::Result;
 
@@ -102,7 +102,7 @@ impl Store {
         if let Some(t) = next_attempt_at.filter(|t| *t > now) {
             return Ok(NextEvent::WaitUntil(t));
         }
-        let claimed = with_pool!(self, pool, d => sqlx::query(
+        let claimed = with_writer!(self, pool, d => sqlx::query(
             "UPDATE events SET claim_owner = $2, claim_until = $3 WHERE seq = $1 \
              AND NOT delivered AND (claim_until IS NULL OR claim_until <= $4)")
             .bind(seq)
@@ -133,7 +133,7 @@ impl Store {
         now: DateTime<Utc>,
         failure: Option<(&str, DateTime<Utc>)>,
     ) -> Result<bool> {
-        let n = with_pool!(self, pool, d => sqlx::query(
+        let n = with_writer!(self, pool, d => sqlx::query(
             "UPDATE events SET attempts = attempts + 1, delivered = $3, delivered_at = $4, \
              last_error = $5, next_attempt_at = $6, claim_owner = NULL, claim_until = NULL \
              WHERE seq = $1 AND claim_owner = $2")

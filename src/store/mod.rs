@@ -55,16 +55,18 @@ pub use verifications::{ClaimView, VerificationWrite};
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The readers' pool and the one connection that writes (`sqlite.rs`).
+    Sqlite(SqlitePool, SqlitePool),
     Postgres(PgPool),
 }
 
 /// Expands `$body` once per backend, with `$pool` bound to that backend's pool
-/// and `$d` to its dialect module (`BEGIN`, `FOR_UPDATE`, `MIGRATOR`).
+/// for reads and `$d` to its dialect module (`BEGIN`, `FOR_UPDATE`,
+/// `MIGRATOR`). A statement that writes uses `with_writer!`.
 macro_rules! with_pool {
     ($store:expr, $pool:ident, $d:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => {
+            $crate::store::Store::Sqlite($pool, _) => {
                 #[allow(unused_imports)]
                 use $crate::store::sqlite as $d;
                 $body
@@ -78,6 +80,26 @@ macro_rules! with_pool {
     };
 }
 pub(crate) use with_pool;
+
+/// As `with_pool!`, with `$pool` bound to the pool that writes: SQLite's one
+/// write connection, or the Postgres pool.
+macro_rules! with_writer {
+    ($store:expr, $pool:ident, $d:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(_, $pool) => {
+                #[allow(unused_imports)]
+                use $crate::store::sqlite as $d;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use $crate::store::postgres as $d;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_writer;
 
 /// A write transaction on either backend. Each of its methods runs one
 /// statement; multi-statement changes are plain Rust over these methods.
@@ -188,7 +210,8 @@ impl Store {
     /// if missing).
     pub async fn connect(s: &DatabaseSettings) -> Result<Store> {
         if s.url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(sqlite::connect(s).await?))
+            let (readers, writer) = sqlite::connect(s).await?;
+            Ok(Store::Sqlite(readers, writer))
         } else {
             Ok(Store::Postgres(postgres::connect(s).await?))
         }
@@ -196,7 +219,7 @@ impl Store {
 
     pub fn backend(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite(..) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }
@@ -204,14 +227,14 @@ impl Store {
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
     pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Store::Sqlite(p) => Tx::Sqlite(p.begin_with(sqlite::BEGIN).await?),
+            Store::Sqlite(_, w) => Tx::Sqlite(w.begin_with(sqlite::BEGIN).await?),
             Store::Postgres(p) => Tx::Postgres(p.begin_with(postgres::BEGIN).await?),
         })
     }
 
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<u64> {
-        with_pool!(self, pool, d => {
+        with_writer!(self, pool, d => {
             let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
             // Before the first run the table does not exist: none applied.
             let before: i64 = sqlx::query_scalar(count).fetch_one(pool).await.unwrap_or(0);
@@ -243,6 +266,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        with_pool!(self, pool, d => pool.close().await)
+        if let Store::Sqlite(readers, _) = self {
+            readers.close().await;
+        }
+        with_writer!(self, pool, d => pool.close().await)
     }
 }

@@ -4,7 +4,7 @@
 use super::records::{
     OpenOperationRow, OperationRecord, OperationRow, OPERATIONS_VIEW, OPERATION_COLUMNS,
 };
-use super::{on_tx, with_pool, OpenOperation, Store, Tx};
+use super::{on_tx, with_pool, with_writer, OpenOperation, Store, Tx};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DomainName, EmailKey, OperationStatus, OperationType, Status, StatusFlag};
@@ -155,7 +155,7 @@ impl Store {
         old: &OperationRecord,
         new: &OperationRecord,
     ) -> Result<bool> {
-        Ok(with_pool!(self, pool, d => update_operation!(pool, old, new)) == 1)
+        Ok(with_writer!(self, pool, d => update_operation!(pool, old, new)) == 1)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{with_pool, Store};
+use super::{with_pool, with_writer, Store};
 use crate::Result;
 
 /// Counts by state. Contacts are counted per contact, by the status of the
@@ -81,7 +81,7 @@ impl Store {
 
     /// Replaces the record of the last sweep.
     pub async fn record_sweep(&self, finished_at: DateTime<Utc>, summary: &str) -> Result<()> {
-        with_pool!(self, pool, d => sqlx::query(
+        with_writer!(self, pool, d => sqlx::query(
             "INSERT INTO last_sweep (id, finished_at, summary) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, \
              summary = excluded.summary")

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{with_pool, ClaimView, Store};
+use super::{with_pool, with_writer, ClaimView, Store};
 use crate::Result;
 
 impl Store {
     /// Records that process `id` is alive at `now`.
     pub async fn heartbeat(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
-        with_pool!(self, pool, d => sqlx::query(
+        with_writer!(self, pool, d => sqlx::query(
             "INSERT INTO workers (id, seen_at) VALUES ($1, $2) \
              ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at")
             .bind(id)
@@ -42,7 +42,7 @@ impl Store {
     /// A process that stopped cleanly, and workers silent since `before`
     /// (long dead), are forgotten.
     pub async fn forget_workers(&self, id: &str, before: DateTime<Utc>) -> Result<()> {
-        with_pool!(self, pool, d => sqlx::query(
+        with_writer!(self, pool, d => sqlx::query(
             "DELETE FROM workers WHERE id = $1 OR seen_at < $2")
             .bind(id)
             .bind(before)
