@@ -130,11 +130,10 @@ impl Courier {
         Ok(done.pop().map(|(_, d)| d).unwrap_or(Delivery::Skipped))
     }
 
-    /// Delivers a chunk of jobs: claims them in one transaction, reads their
-    /// domains in one query, sends up to `concurrency` at once, and records
-    /// outcomes in groups. Each send waits until its outcome is recorded
-    /// before its connection takes the next message, so a crash repeats at
-    /// most the messages in flight (one per connection).
+    /// Delivers a chunk of jobs: claims them, sends up to `concurrency` at
+    /// once, and records outcomes in groups. Each send waits until its
+    /// outcome is recorded before its connection takes the next message, so
+    /// a crash repeats at most the messages in flight (one per connection).
     pub async fn deliver_batch(
         &self,
         jobs: Vec<(Verification, Job)>,
@@ -142,8 +141,26 @@ impl Courier {
         concurrency: usize,
         stop: &StopSignal,
     ) -> Result<Vec<(Notice, Delivery)>> {
+        let sendings = self.claim(jobs, owner).await?;
+        if sendings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writer = self.outcome_writer(concurrency);
+        let done: Vec<Result<(Notice, Delivery)>> = futures::stream::iter(sendings)
+            .map(|s| self.send_and_record(s, owner, &writer, stop))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        writer.finish().await;
+        done.into_iter().collect()
+    }
+
+    /// Claims a chunk of jobs in one transaction and reads their domains and
+    /// languages in one query each: the emails ready to go, for
+    /// [`Courier::send_and_record`]. Those changed or claimed by someone else
+    /// first are left out.
+    async fn claim(&self, jobs: Vec<(Verification, Job)>, owner: &str) -> Result<Vec<Sending>> {
         let now = self.clock.now();
-        let wanted = jobs.len();
         let claims: Vec<Claim> = jobs
             .into_iter()
             .map(|(v, job)| Claim {
@@ -159,9 +176,8 @@ impl Courier {
             .store
             .claim_batch(claims, owner, now, &self.policy)
             .await?;
-        let mut results: Vec<(Notice, Delivery)> = Vec::with_capacity(wanted);
         if won.is_empty() {
-            return Ok(results);
+            return Ok(Vec::new());
         }
         let keys: Vec<EmailKey> = won
             .iter()
@@ -169,7 +185,7 @@ impl Courier {
             .collect();
         let mut domains = self.store.domains_of(&keys).await?;
         let mut languages = self.store.languages_of(&keys).await?;
-        let sendings: Vec<Sending> = won
+        Ok(won
             .into_iter()
             .map(|claim| Sending {
                 key: claim
@@ -182,21 +198,17 @@ impl Courier {
                 language: languages.remove(&claim.verification.email_key),
                 claim,
             })
-            .collect();
-        let writer = GroupWriter::spawn(self.clone(), concurrency);
-        let done: Vec<Result<(Notice, Delivery)>> = futures::stream::iter(sendings)
-            .map(|s| self.send_and_record(s, owner, &writer, stop))
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        writer.finish().await;
-        for d in done {
-            results.push(d?);
-        }
-        Ok(results)
+            .collect())
+    }
+
+    /// The group commit of outcomes for sends running up to `concurrency`
+    /// at once; [`GroupWriter::finish`] it when they are done.
+    fn outcome_writer(&self, concurrency: usize) -> GroupWriter {
+        GroupWriter::spawn(self.clone(), concurrency)
     }
 
     /// One claimed email: render, send, record (through the group writer).
+    /// After a stop it sends nothing and gives the address back.
     #[tracing::instrument(skip_all, fields(email = %mask_email(s.claim.verification.email.as_str()), reason = %s.claim.notice))]
     async fn send_and_record(
         &self,
@@ -212,6 +224,7 @@ impl Courier {
             writer
                 .record(Outcome {
                     email_key: s.claim.verification.email_key.clone(),
+                    claimed: s.claim.verification.clone(),
                     owner: owner.to_string(),
                     notice,
                     fresh_key: s.claim.fresh_key,
@@ -251,6 +264,7 @@ impl Courier {
             .and_then(|(code, text)| Bounce::from_reply(code, text, now));
         let outcome = Outcome {
             email_key: s.claim.verification.email_key.clone(),
+            claimed: s.claim.verification.clone(),
             owner: owner.to_string(),
             notice,
             fresh_key: s.claim.fresh_key,
@@ -420,6 +434,7 @@ impl GroupWriter {
             .map_err(|_| Error::internal("the outcome writer stopped"))?
     }
 
+    /// Waits for the last group to be written.
     async fn finish(self) {
         drop(self.tx);
         let _ = self.task.await;

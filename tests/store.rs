@@ -19,8 +19,8 @@ use contact_verifier::domain::{
     Status, StatusFlag, Verification,
 };
 use contact_verifier::store::{
-    Change, ContactUpsert, NotificationRecord, NotificationStatus, OperationRecord, Store,
-    UpsertOutcome, VOID_EMAIL_CHANGED,
+    Change, Claim, ContactUpsert, NotificationRecord, NotificationStatus, OperationRecord, Outcome,
+    Store, UpsertOutcome, VOID_EMAIL_CHANGED,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -467,6 +467,189 @@ both_backends!(
 
         store_a.close().await;
         store_b.close().await;
+        db.cleanup().await;
+    }
+);
+
+/// The claims of a sweep's chunk: each address with a fresh key and its
+/// `Started` record, as the courier makes them.
+fn first_email_claims(vs: Vec<Verification>, now: DateTime<Utc>, p: &Policy) -> Vec<Claim> {
+    vs.into_iter()
+        .map(|v| Claim {
+            note: NotificationRecord::started(&v.email_key, Notice::Verification, now),
+            fresh_key: Some(Verification::prepare_key(now, p)),
+            notice: Notice::Verification,
+            verification: v,
+        })
+        .collect()
+}
+
+/// What the courier records once the relay took the email of `c`.
+fn accepted(c: &Claim, owner: &str, now: DateTime<Utc>) -> Outcome {
+    let mut note = c.note.clone();
+    note.succeed(now);
+    Outcome {
+        email_key: c.verification.email_key.clone(),
+        claimed: c.verification.clone(),
+        owner: owner.to_string(),
+        notice: c.notice,
+        fresh_key: c.fresh_key.clone(),
+        accepted: true,
+        attempted: true,
+        note,
+        bounce: None,
+    }
+}
+
+both_backends!(
+    a_chunk_claim_takes_only_the_rows_still_at_the_version_read,
+    |db: TestDb| async move {
+        let store = open(&db).await;
+        let other = open(&db).await;
+        let p = Policy::default();
+        let addrs = ["a@example.com", "b@example.com", "c@example.com"];
+        for (i, a) in addrs.iter().enumerate() {
+            add(&store, &format!("DNA-{i}"), a, t0()).await;
+        }
+        let mut read_first = Vec::new();
+        for a in addrs {
+            read_first.push(read(&store, a).await);
+        }
+        // Another process claims b between the read and the chunk's claim.
+        let mut b = read(&other, "b@example.com").await;
+        b.claim("owner-b", t0(), &p);
+        assert!(other
+            .commit(&mut b, &Change::default(), t0(), &p)
+            .await
+            .unwrap());
+
+        let now = t0() + secs(1);
+        let won = store
+            .claim_batch(first_email_claims(read_first, now, &p), "owner-a", now, &p)
+            .await
+            .unwrap();
+        let won_keys: Vec<&str> = won
+            .iter()
+            .map(|c| c.verification.email_key.as_str())
+            .collect();
+        assert_eq!(
+            won_keys,
+            [
+                key_of("a@example.com").as_str(),
+                key_of("c@example.com").as_str()
+            ]
+        );
+        for c in &won {
+            // As written: claimed by A, at the stored version.
+            let stored = read(&store, c.verification.email.as_str()).await;
+            assert_eq!(state(&stored), state(&c.verification));
+            assert!(stored.is_claimed_by("owner-a"));
+            let notes = store
+                .notifications(&c.verification.email_key, 10)
+                .await
+                .unwrap();
+            assert_eq!(notes.len(), 1);
+            assert_eq!(notes[0].status, NotificationStatus::Started);
+            // The fresh key is stored before the email leaves.
+            let key = c.fresh_key.as_ref().unwrap();
+            assert!(store.key(&key.id).await.unwrap().is_some());
+        }
+        // b is untouched: still B's, no record, no key of A's.
+        assert!(read(&store, "b@example.com").await.is_claimed_by("owner-b"));
+        assert!(store
+            .notifications(&key_of("b@example.com"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        store.close().await;
+        other.close().await;
+        db.cleanup().await;
+    }
+);
+
+both_backends!(
+    outcomes_apply_to_the_claimed_rows_and_a_row_moved_since_is_read_again,
+    |db: TestDb| async move {
+        let store = open(&db).await;
+        let other = open(&db).await;
+        let p = Policy::default();
+        let addrs = [
+            "a@example.com",
+            "b@example.com",
+            "c@example.com",
+            "d@example.com",
+        ];
+        let mut vs = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            add(&store, &format!("DNA-{i}"), a, t0()).await;
+            vs.push(read(&store, a).await);
+        }
+        let won = store
+            .claim_batch(first_email_claims(vs, t0(), &p), "owner-a", t0(), &p)
+            .await
+            .unwrap();
+        assert_eq!(won.len(), 4);
+        // During the sends: b's claim is renewed (its row moves on a
+        // version), another process writes c's row (it moves, still
+        // claimed by A), and d's lease runs out and B takes it.
+        let later = t0() + secs(10);
+        assert!(store
+            .renew_claim(&key_of("b@example.com"), "owner-a", later, &p)
+            .await
+            .unwrap());
+        let mut c = read(&other, "c@example.com").await;
+        c.failures = 0;
+        assert!(other
+            .commit(&mut c, &Change::default(), later, &p)
+            .await
+            .unwrap());
+        let past_lease = t0() + p.claim_lease + secs(1);
+        let mut d = read(&other, "d@example.com").await;
+        d.claim("owner-b", past_lease, &p);
+        assert!(other
+            .commit(&mut d, &Change::default(), past_lease, &p)
+            .await
+            .unwrap());
+
+        let done = past_lease + secs(1);
+        let outcomes: Vec<Outcome> = won.iter().map(|c| accepted(c, "owner-a", done)).collect();
+        store.record_outcomes(&outcomes, done, &p).await.unwrap();
+
+        for (c, addr) in won.iter().zip(addrs) {
+            let stored = read(&store, addr).await;
+            let notes = store
+                .notifications(&c.verification.email_key, 10)
+                .await
+                .unwrap();
+            assert_eq!(notes.len(), 1, "{addr}: one record of the attempt");
+            assert_eq!(notes[0].status, NotificationStatus::Succeeded, "{addr}");
+            let key = store
+                .key(&c.fresh_key.as_ref().unwrap().id)
+                .await
+                .unwrap()
+                .unwrap();
+            if addr == "d@example.com" {
+                // No longer A's: only the record of the attempt is kept.
+                assert!(stored.is_claimed_by("owner-b"), "{addr}");
+                assert_eq!(stored.status, Status::NotValidated, "{addr}");
+                continue;
+            }
+            // Claimed state, moved or not: the email is recorded on the
+            // row as it is now, the claim released, the new key in use.
+            assert_eq!(stored.claim_owner, None, "{addr}");
+            assert_eq!(stored.status, Status::Pending, "{addr}");
+            assert_eq!(stored.last_notification_at, Some(done), "{addr}");
+            assert_eq!(
+                stored.key.as_ref().map(|k| &k.id),
+                Some(&key.key_id),
+                "{addr}"
+            );
+            assert_eq!(key.voided_at, None, "{addr}");
+        }
+
+        store.close().await;
+        other.close().await;
         db.cleanup().await;
     }
 );

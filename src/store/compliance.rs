@@ -4,9 +4,12 @@
 //! verification started anew, an expiry, deadline suspensions, and the
 //! operations that restart verification or suspend at once.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::records::OperationRecord;
+use super::verifications::SET_ROWS;
 use super::{on_tx, Store, Tx, VerificationWrite};
 use crate::domain::suspension::deadline;
 use crate::domain::{
@@ -124,6 +127,62 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The contacts using each of `keys`, by external id (one statement per
+    /// [`SET_ROWS`]).
+    pub(crate) async fn contacts_of_addresses(
+        &mut self,
+        keys: &[&EmailKey],
+    ) -> Result<HashMap<EmailKey, Vec<ExternalId>>> {
+        let mut out: HashMap<EmailKey, Vec<ExternalId>> = HashMap::new();
+        for part in keys.chunks(SET_ROWS) {
+            let rows: Vec<(String, String)> = on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT email_key, external_id FROM contacts WHERE email_key IN (");
+                let mut list = qb.separated(", ");
+                for k in part {
+                    list.push_bind(k.as_str());
+                }
+                qb.push(") ORDER BY email_key, external_id");
+                qb.build_query_as().fetch_all(&mut *conn).await?
+            });
+            for (k, id) in rows {
+                out.entry(EmailKey::try_from(k)?)
+                    .or_default()
+                    .push(ExternalId::try_from(id)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The domains of every contact using each of `keys`, by name.
+    pub(crate) async fn domains_of_addresses(
+        &mut self,
+        keys: &[&EmailKey],
+    ) -> Result<HashMap<EmailKey, Vec<DomainName>>> {
+        let mut out: HashMap<EmailKey, Vec<DomainName>> = HashMap::new();
+        for part in keys.chunks(SET_ROWS) {
+            let rows: Vec<(String, String)> = on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT c.email_key, d.name FROM domains d \
+                     JOIN contacts c ON c.external_id = d.contact_external_id WHERE c.email_key IN (");
+                let mut list = qb.separated(", ");
+                for k in part {
+                    list.push_bind(k.as_str());
+                }
+                qb.push(") ORDER BY c.email_key, d.name");
+                qb.build_query_as().fetch_all(&mut *conn).await?
+            });
+            for (k, name) in rows {
+                out.entry(EmailKey::try_from(k)?)
+                    .or_default()
+                    .push(DomainName::try_from(name)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Store {
     /// Writes `v` (just validated by the caller) if it is still at its
     /// version, with every effect of the validation, in one transaction.
@@ -178,36 +237,37 @@ impl Store {
         policy: &Policy,
     ) -> Result<Vec<Verification>> {
         let mut tx = self.begin().await?;
-        let mut written = Vec::with_capacity(vs.len());
+        let rows: Vec<&Verification> = vs.iter().collect();
+        let written = tx.update_verifications(&rows, now, policy).await?;
+        let keys: Vec<&EmailKey> = written.iter().collect();
+        let mut ids = tx.contacts_of_addresses(&keys).await?;
+        let mut domains = tx.domains_of_addresses(&keys).await?;
+        let mut expired = Vec::with_capacity(written.len());
+        let mut events = Vec::with_capacity(written.len());
         for mut v in vs {
-            if !tx
-                .write_verification(VerificationWrite::Update(&v), now, policy)
-                .await?
-            {
+            if !written.contains(&v.email_key) {
                 continue;
             }
-            let ids = tx.address_contacts(&v.email_key).await?;
-            let domains = tx.address_domains(&v.email_key).await?;
             let when = v
                 .key
                 .as_ref()
                 .map(|k| format_timestamp(&k.expires_at))
                 .unwrap_or_default();
-            let event = Event::new(
+            events.push(Event::new(
                 EventType::ContactExpired,
                 now,
                 &v.email,
-                ids,
-                domains,
+                ids.remove(&v.email_key).unwrap_or_default(),
+                domains.remove(&v.email_key).unwrap_or_default(),
                 format!("the verification link expired unconfirmed on {when}"),
-            );
-            tx.insert_event(&event, !policy.hooks_configured, now)
-                .await?;
+            ));
             v.version += 1;
-            written.push(v);
+            expired.push(v);
         }
+        tx.insert_events(&events, !policy.hooks_configured, now)
+            .await?;
         tx.commit().await?;
-        Ok(written)
+        Ok(expired)
     }
 
     /// Suspends those of `names` (domains of one address) that are still due,

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::records::NotificationRecord;
 use super::{with_pool, Store, VerificationWrite, VOID_SUPERSEDED, VOID_UNDELIVERED};
 use crate::domain::verification::Key;
-use crate::domain::{Bounce, DomainName, EmailKey, Notice, Policy, Verification};
-use crate::Result;
+use crate::domain::{Bounce, DomainName, EmailKey, KeyId, Notice, Policy, Verification};
+use crate::{Error, Result};
 
 /// Shown for a link whose email was claimed but never sent (a stop came first).
 const VOID_NOT_SENT: &str = "the email carrying this link was not sent";
@@ -33,6 +33,9 @@ pub struct Claim {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub email_key: EmailKey,
+    /// The address as the claim wrote it: while the stored row is still at
+    /// this version, the outcome is applied to it without reading it back.
+    pub claimed: Verification,
     pub owner: String,
     pub notice: Notice,
     pub fresh_key: Option<Key>,
@@ -48,32 +51,37 @@ pub struct Outcome {
 
 impl Store {
     /// Claims every address still at the version read, for `owner`, in one
-    /// transaction; returns the claims won, as written. The others were
-    /// changed or claimed by someone else first and are left alone.
+    /// transaction of a few set-wise statements; returns the claims won, as
+    /// written. The others were changed or claimed by someone else first and
+    /// are left alone.
     pub async fn claim_batch(
         &self,
-        claims: Vec<Claim>,
+        mut claims: Vec<Claim>,
         owner: &str,
         now: DateTime<Utc>,
         policy: &Policy,
     ) -> Result<Vec<Claim>> {
-        let mut tx = self.begin().await?;
-        let mut won = Vec::with_capacity(claims.len());
-        for mut c in claims {
+        for c in &mut claims {
             c.verification.claim(owner, now, policy);
-            if !tx
-                .write_verification(VerificationWrite::Update(&c.verification), now, policy)
-                .await?
-            {
-                continue;
-            }
-            c.verification.version += 1;
-            if let Some(k) = &c.fresh_key {
-                tx.insert_key(&c.verification.email_key, k).await?;
-            }
-            tx.save_notification(&c.note).await?;
-            won.push(c);
         }
+        let mut tx = self.begin().await?;
+        let rows: Vec<&Verification> = claims.iter().map(|c| &c.verification).collect();
+        let written = tx.update_verifications(&rows, now, policy).await?;
+        let won: Vec<Claim> = claims
+            .into_iter()
+            .filter(|c| written.contains(&c.verification.email_key))
+            .map(|mut c| {
+                c.verification.version += 1;
+                c
+            })
+            .collect();
+        let keys: Vec<(&EmailKey, &Key)> = won
+            .iter()
+            .filter_map(|c| c.fresh_key.as_ref().map(|k| (&c.verification.email_key, k)))
+            .collect();
+        tx.insert_keys(&keys).await?;
+        let notes: Vec<&NotificationRecord> = won.iter().map(|c| &c.note).collect();
+        tx.save_notifications(&notes).await?;
         tx.commit().await?;
         Ok(won)
     }
@@ -105,9 +113,13 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a group of outcomes in one transaction. An address whose
-    /// claim is no longer the sender's (its contact moved away, or the lease
-    /// ran out) keeps only the record of the attempt.
+    /// Records a group of outcomes in one transaction, a few set-wise
+    /// statements for the whole group. Each address is changed from its
+    /// state as claimed, written only if the row is still at that version;
+    /// the few that moved meanwhile (a renewed claim, a changed contact) are
+    /// read back under lock and changed from what they are. An address
+    /// whose claim is no longer the sender's (its contact moved away, or the
+    /// lease ran out) keeps only the record of the attempt.
     pub async fn record_outcomes(
         &self,
         outcomes: &[Outcome],
@@ -115,37 +127,70 @@ impl Store {
         policy: &Policy,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        let mut claimed: HashMap<EmailKey, Verification> = HashMap::new();
         for o in outcomes {
-            let current = tx.verification_for_update(&o.email_key).await?;
-            if !o.attempted {
-                if let Some(mut cur) = current.filter(|c| c.is_claimed_by(&o.owner)) {
-                    cur.release();
-                    tx.write_verification(VerificationWrite::Update(&cur), now, policy)
-                        .await?;
-                }
-                if let Some(k) = &o.fresh_key {
-                    tx.void_key(&k.id, VOID_NOT_SENT, now).await?;
-                }
-                tx.delete_notification(&o.note.id).await?;
-                continue;
+            claimed
+                .entry(o.email_key.clone())
+                .or_insert_with(|| o.claimed.clone());
+        }
+        let mut effects = apply_outcomes(&mut claimed, outcomes, now, policy);
+        let rows: Vec<&Verification> = effects
+            .changed
+            .iter()
+            .filter_map(|k| claimed.get(k))
+            .collect();
+        let written = tx.update_verifications(&rows, now, policy).await?;
+        let moved: Vec<&EmailKey> = effects
+            .changed
+            .iter()
+            .filter(|k| !written.contains(*k))
+            .collect();
+        if !moved.is_empty() {
+            let mut current = tx.verifications_for_update(&moved).await?;
+            let theirs: Vec<Outcome> = outcomes
+                .iter()
+                .filter(|o| moved.contains(&&o.email_key))
+                .cloned()
+                .collect();
+            let again = apply_outcomes(&mut current, &theirs, now, policy);
+            let rows: Vec<&Verification> = again
+                .changed
+                .iter()
+                .filter_map(|k| current.get(k))
+                .collect();
+            if tx.update_verifications(&rows, now, policy).await?.len() != rows.len() {
+                // The rows are locked by this transaction: nobody can have moved them.
+                return Err(Error::internal("a claimed address changed under its lock"));
             }
-            if let Some(mut cur) = current.filter(|c| c.is_claimed_by(&o.owner)) {
-                let (superseding, undelivered) =
-                    cur.record_outcome(o.notice, o.fresh_key.as_ref(), o.accepted, now, policy);
-                if tx
-                    .write_verification(VerificationWrite::Update(&cur), now, policy)
-                    .await?
-                {
-                    if let Some(k) = &superseding {
-                        tx.void_keys_of(&cur.email_key, Some(k), VOID_SUPERSEDED, now)
-                            .await?;
-                    }
-                    if let Some(k) = &undelivered {
-                        tx.void_key(k, VOID_UNDELIVERED, now).await?;
-                    }
-                }
-            }
-            tx.save_notification(&o.note).await?;
+            effects.superseding.retain(|(k, _)| written.contains(k));
+            effects.undelivered.retain(|(k, _)| written.contains(k));
+            effects.superseding.extend(again.superseding);
+            effects.undelivered.extend(again.undelivered);
+        }
+        let kept: Vec<(&EmailKey, &KeyId)> =
+            effects.superseding.iter().map(|(e, k)| (e, k)).collect();
+        tx.void_keys_superseded(&kept, VOID_SUPERSEDED, now).await?;
+        let refused: Vec<&KeyId> = effects.undelivered.iter().map(|(_, k)| k).collect();
+        tx.void_keys(&refused, VOID_UNDELIVERED, now).await?;
+        let not_sent: Vec<&KeyId> = outcomes
+            .iter()
+            .filter(|o| !o.attempted)
+            .filter_map(|o| o.fresh_key.as_ref().map(|k| &k.id))
+            .collect();
+        tx.void_keys(&not_sent, VOID_NOT_SENT, now).await?;
+        let unmade: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.attempted)
+            .map(|o| o.note.id.as_str())
+            .collect();
+        tx.delete_notifications(&unmade).await?;
+        let notes: Vec<&NotificationRecord> = outcomes
+            .iter()
+            .filter(|o| o.attempted)
+            .map(|o| &o.note)
+            .collect();
+        tx.save_notifications(&notes).await?;
+        for o in outcomes {
             if let Some(b) = &o.bounce {
                 tx.record_bounce(&o.email_key, b, now, policy).await?;
             }
@@ -184,4 +229,50 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// What applying a group's outcomes changed, and the keys to void once the
+/// changes are written.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Addresses changed, sorted.
+    changed: Vec<EmailKey>,
+    /// A fresh key accepted: every other key of its address is void.
+    superseding: Vec<(EmailKey, KeyId)>,
+    /// A fresh key whose email the relay refused.
+    undelivered: Vec<(EmailKey, KeyId)>,
+}
+
+/// Applies each outcome to its address in `rows` (the domain's rules:
+/// `Verification::record_outcome`, or the claim released for an email never
+/// sent), where the address is still the sender's.
+fn apply_outcomes(
+    rows: &mut HashMap<EmailKey, Verification>,
+    outcomes: &[Outcome],
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Applied {
+    let mut out = Applied::default();
+    for o in outcomes {
+        let Some(cur) = rows
+            .get_mut(&o.email_key)
+            .filter(|c| c.is_claimed_by(&o.owner))
+        else {
+            continue;
+        };
+        if o.attempted {
+            let (supersedes, refused) =
+                cur.record_outcome(o.notice, o.fresh_key.as_ref(), o.accepted, now, policy);
+            out.superseding
+                .extend(supersedes.map(|k| (o.email_key.clone(), k)));
+            out.undelivered
+                .extend(refused.map(|k| (o.email_key.clone(), k)));
+        } else {
+            cur.release();
+        }
+        out.changed.push(o.email_key.clone());
+    }
+    out.changed.sort();
+    out.changed.dedup();
+    out
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::records::KeyRecord;
+use super::verifications::SET_ROWS;
 use super::{on_tx, with_pool, Store, Tx};
 use crate::domain::verification::Key;
 use crate::domain::{EmailKey, KeyId};
@@ -62,6 +63,85 @@ impl Tx {
             .execute(&mut *conn)
             .await?
             .rows_affected());
+        Ok(())
+    }
+}
+
+impl Tx {
+    /// The set-wise form of [`Tx::insert_key`].
+    pub(crate) async fn insert_keys(&mut self, keys: &[(&EmailKey, &Key)]) -> Result<()> {
+        for part in keys.chunks(SET_ROWS) {
+            on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO verification_keys (key_id, email_key, issued_at, expires_at) ");
+                qb.push_values(part, |mut b, (email_key, k)| {
+                    b.push_bind(k.id.to_hex())
+                        .push_bind(email_key.as_str())
+                        .push_bind(k.issued_at)
+                        .push_bind(k.expires_at);
+                });
+                qb.build().execute(&mut *conn).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Voids each key in `ids` still live, with one reason: the set-wise
+    /// form of [`Tx::void_key`].
+    pub(crate) async fn void_keys(
+        &mut self,
+        ids: &[&KeyId],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for part in ids.chunks(SET_ROWS) {
+            on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE verification_keys SET voided_at = ");
+                qb.push_bind(now)
+                    .push(", void_reason = ")
+                    .push_bind(reason)
+                    .push(" WHERE voided_at IS NULL AND key_id IN (");
+                let mut list = qb.separated(", ");
+                for id in part {
+                    list.push_bind(id.to_hex());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// For each (address, kept key): voids every other live key of the
+    /// address. The set-wise form of [`Tx::void_keys_of`] with a key kept;
+    /// key ids are unique, so keeping the set of kept keys over the set of
+    /// addresses keeps exactly each address's own.
+    pub(crate) async fn void_keys_superseded(
+        &mut self,
+        kept: &[(&EmailKey, &KeyId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for part in kept.chunks(SET_ROWS) {
+            on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE verification_keys SET voided_at = ");
+                qb.push_bind(now)
+                    .push(", void_reason = ")
+                    .push_bind(reason)
+                    .push(" WHERE voided_at IS NULL AND email_key IN (");
+                let mut list = qb.separated(", ");
+                for (email_key, _) in part {
+                    list.push_bind(email_key.as_str());
+                }
+                qb.push(") AND key_id NOT IN (");
+                let mut list = qb.separated(", ");
+                for (_, id) in part {
+                    list.push_bind(id.to_hex());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            });
+        }
         Ok(())
     }
 }

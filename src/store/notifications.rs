@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::records::{NotificationRecord, NotificationRow};
-use super::{on_tx, with_pool, Store, Tx};
+use super::verifications::SET_ROWS;
+use super::{on_tx, with_pool, with_writer, Store, Tx};
 use crate::domain::{EmailKey, Notice};
 use crate::Result;
 
@@ -41,13 +42,48 @@ impl Tx {
         Ok(())
     }
 
-    /// Removes the record of an attempt that was never made.
-    pub(crate) async fn delete_notification(&mut self, id: &str) -> Result<()> {
-        on_tx!(self, conn, d => sqlx::query("DELETE FROM notifications WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected());
+    /// The set-wise form of [`Tx::save_notification`] (ids are distinct).
+    pub(crate) async fn save_notifications(&mut self, ns: &[&NotificationRecord]) -> Result<()> {
+        for part in ns.chunks(SET_ROWS) {
+            on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO notifications (id, email_key, operation_type, reason, status, \
+                     is_terminal, created_at, status_changed_at, error_code, error_details) ");
+                qb.push_values(part, |mut b, n| {
+                    b.push_bind(n.id.as_str())
+                        .push_bind(n.email_key.as_str())
+                        .push_bind(n.notice.operation_type())
+                        .push_bind(n.notice.reason())
+                        .push_bind(n.status.as_str())
+                        .push_bind(n.is_terminal)
+                        .push_bind(n.created_at)
+                        .push_bind(n.status_changed_at)
+                        .push_bind(n.error_code.as_deref())
+                        .push_bind(n.error_details.as_deref());
+                });
+                qb.push(" ON CONFLICT (id) DO UPDATE SET \
+                     status = excluded.status, is_terminal = excluded.is_terminal, \
+                     status_changed_at = excluded.status_changed_at, error_code = excluded.error_code, \
+                     error_details = excluded.error_details");
+                qb.build().execute(&mut *conn).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the records of attempts that were never made.
+    pub(crate) async fn delete_notifications(&mut self, ids: &[&str]) -> Result<()> {
+        for part in ids.chunks(SET_ROWS) {
+            on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new("DELETE FROM notifications WHERE id IN (");
+                let mut list = qb.separated(", ");
+                for id in part {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            });
+        }
         Ok(())
     }
 }
@@ -56,7 +92,7 @@ impl Store {
     /// Records (or updates) one email attempt on its own, for attempts whose
     /// verification changed under them.
     pub async fn save_notification(&self, n: &NotificationRecord) -> Result<()> {
-        with_pool!(self, pool, d => upsert_notification!(pool, n));
+        with_writer!(self, pool, d => upsert_notification!(pool, n));
         Ok(())
     }
 
@@ -92,7 +128,7 @@ impl Store {
     ) -> Result<u64> {
         // A claim past its lease whose owner still beats is not interrupted:
         // its owner will record the outcome once it can.
-        with_pool!(self, pool, d => Ok(sqlx::query(
+        with_writer!(self, pool, d => Ok(sqlx::query(
             "UPDATE notifications SET status = 'Failed', is_terminal = TRUE, \
              status_changed_at = $1, error_code = 'Interrupted', error_details = $2 \
              WHERE status = 'Started' AND created_at <= $3 \

@@ -2,6 +2,8 @@
 //! [`Tx::write_verification`] (a compare-and-set on the row's version), read
 //! by the sweep in `(due_at, email_key)` order.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 
 use super::records::{DueRow, VerificationRow, VERIFICATION_COLUMNS};
@@ -168,6 +170,100 @@ impl Tx {
             .fetch_optional(&mut *conn)
             .await?);
         row.map(VerificationRow::into_domain).transpose()
+    }
+}
+
+/// Rows per set-wise statement: a few thousand bound values, well inside
+/// both backends' limits on bind parameters.
+pub(crate) const SET_ROWS: usize = 256;
+
+impl Tx {
+    /// The set-wise form of [`VerificationWrite::Update`], one statement per
+    /// [`SET_ROWS`]: each row as read at its version, changed, written only
+    /// if nobody else wrote it since. Returns the addresses written. A batch
+    /// of emails is claimed and recorded with a handful of statements
+    /// instead of several per email.
+    pub(crate) async fn update_verifications(
+        &mut self,
+        vs: &[&Verification],
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<HashSet<EmailKey>> {
+        let mut written = HashSet::with_capacity(vs.len());
+        for part in vs.chunks(SET_ROWS) {
+            // The same columns and due-time rule as the one-row Update; the
+            // new values come in as a VALUES table (`n.columnN` on both
+            // backends).
+            let keys: Vec<String> = on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "UPDATE verifications SET email = n.column2, status = n.column3, \
+                     key_id = n.column4, key_issued_at = n.column5, key_expires_at = n.column6, \
+                     last_notification_at = n.column7, reminder_day_covered = n.column8, \
+                     expiry_notice_owed = n.column9, failures = n.column10, retry_at = n.column11, \
+                     claim_owner = n.column12, claim_until = n.column13, validated_at = n.column14, \
+                     bounce_code = n.column18, bounce_detail = n.column19, bounced_at = n.column20, \
+                     due_at = CASE WHEN n.column15 <= n.column16 AND verifications.due_at IS NOT NULL \
+                         AND verifications.due_at <= n.column15 \
+                         THEN verifications.due_at ELSE n.column15 END, \
+                     version = verifications.version + 1, updated_at = n.column16 FROM (");
+                qb.push_values(part, |mut b, v| {
+                    let key = v.key.as_ref();
+                    b.push_bind(v.email_key.as_str())
+                        .push_bind(v.email.as_str())
+                        .push_bind(v.status.as_str())
+                        .push_bind(key.map(|k| k.id.to_hex()))
+                        .push_bind(key.map(|k| k.issued_at))
+                        .push_bind(key.map(|k| k.expires_at))
+                        .push_bind(v.last_notification_at)
+                        .push_bind(i64::from(v.reminder_day_covered))
+                        .push_bind(v.expiry_notice_owed)
+                        .push_bind(i64::from(v.failures))
+                        .push_bind(v.retry_at)
+                        .push_bind(v.claim_owner.as_deref())
+                        .push_bind(v.claim_until)
+                        .push_bind(v.validated_at)
+                        .push_bind(v.next_due_at(now, policy))
+                        .push_bind(now)
+                        .push_bind(v.version)
+                        .push_bind(v.bounce.as_ref().map(|b| b.code.as_str()))
+                        .push_bind(v.bounce.as_ref().map(|b| b.detail.as_str()))
+                        .push_bind(v.bounce.as_ref().map(|b| b.at));
+                });
+                qb.push(") AS n WHERE verifications.email_key = n.column1 \
+                         AND verifications.version = n.column17 RETURNING verifications.email_key");
+                qb.build_query_scalar().fetch_all(&mut *conn).await?
+            });
+            for k in keys {
+                written.insert(EmailKey::try_from(k)?);
+            }
+        }
+        Ok(written)
+    }
+
+    /// The rows of `keys` that exist, locked for this transaction (Postgres
+    /// locks them in key order, so two writers cannot deadlock on them).
+    pub(crate) async fn verifications_for_update(
+        &mut self,
+        keys: &[&EmailKey],
+    ) -> Result<HashMap<EmailKey, Verification>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for part in keys.chunks(SET_ROWS) {
+            let rows: Vec<VerificationRow> = on_tx!(self, conn, d => {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE email_key IN ("));
+                let mut list = qb.separated(", ");
+                for k in part {
+                    list.push_bind(k.as_str());
+                }
+                qb.push(format!(") ORDER BY email_key{}", d::FOR_UPDATE));
+                qb.build_query_as().fetch_all(&mut *conn).await?
+            });
+            for row in rows {
+                let v = row.into_domain()?;
+                out.insert(v.email_key.clone(), v);
+            }
+        }
+        Ok(out)
     }
 }
 
