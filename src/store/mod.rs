@@ -10,8 +10,10 @@
 //! the store sequences their statements in one transaction.
 //!
 //! The two backends share every query: each statement is written once and
-//! expanded for both pools by `with_pool!` (outside a transaction) or for
-//! both transaction types by `on_tx!` (inside one). What differs
+//! expanded for both pools by `with_pool!` (a read outside a transaction),
+//! `with_writer!` (a write outside one) or for both transaction types by
+//! `on_tx!` (inside one). On SQLite, writes and transactions go through the
+//! process's one write connection and reads through read-only connections. What differs
 //! (connection options, how a write transaction begins, row locks,
 //! migrations) lives in `sqlite.rs` and `postgres.rs`. Verification rows are
 //! written only by `Tx::write_verification`, a compare-and-set on their
