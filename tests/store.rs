@@ -654,6 +654,61 @@ both_backends!(
     }
 );
 
+both_backends!(
+    an_outcome_leaves_alone_a_row_removed_and_created_again_at_the_claimed_version,
+    |db: TestDb| async move {
+        let store = open(&db).await;
+        let other = open(&db).await;
+        let p = Policy::default();
+        add(&store, "DNA-1", "a@example.com", t0()).await;
+        let v = read(&store, "a@example.com").await;
+        let won = store
+            .claim_batch(first_email_claims(vec![v], t0(), &p), "owner-a", t0(), &p)
+            .await
+            .unwrap();
+        assert_eq!(won.len(), 1);
+        let claimed_version = won[0].verification.version;
+        // During the send the contact leaves the address (its row is
+        // removed), comes back (a new row), and B claims the new row,
+        // which brings it to the version A's claim wrote.
+        let later = t0() + secs(5);
+        add(&other, "DNA-1", "z@example.com", later).await;
+        add(&other, "DNA-1", "a@example.com", later).await;
+        let mut again = read(&other, "a@example.com").await;
+        again.claim("owner-b", later, &p);
+        assert!(other
+            .commit(&mut again, &Change::default(), later, &p)
+            .await
+            .unwrap());
+        assert_eq!(
+            again.version, claimed_version,
+            "the same version, another row"
+        );
+
+        let done = later + secs(1);
+        store
+            .record_outcomes(&[accepted(&won[0], "owner-a", done)], done, &p)
+            .await
+            .unwrap();
+        // B's claim and state stand; A's attempt is recorded.
+        let stored = read(&store, "a@example.com").await;
+        assert!(stored.is_claimed_by("owner-b"));
+        assert_eq!(stored.status, Status::NotValidated);
+        assert_eq!(stored.key, None);
+        let notes = store
+            .notifications(&key_of("a@example.com"), 10)
+            .await
+            .unwrap();
+        assert!(notes
+            .iter()
+            .any(|n| n.id == won[0].note.id && n.status == NotificationStatus::Succeeded));
+
+        store.close().await;
+        other.close().await;
+        db.cleanup().await;
+    }
+);
+
 // --------------------------------------------------------- 5. operations
 
 both_backends!(

@@ -133,13 +133,18 @@ impl Store {
                 .entry(o.email_key.clone())
                 .or_insert_with(|| o.claimed.clone());
         }
+        let owners: HashMap<&EmailKey, &str> = outcomes
+            .iter()
+            .rev()
+            .map(|o| (&o.email_key, o.owner.as_str()))
+            .collect();
         let mut effects = apply_outcomes(&mut claimed, outcomes, now, policy);
-        let rows: Vec<&Verification> = effects
+        let rows: Vec<(&Verification, Option<&str>)> = effects
             .changed
             .iter()
-            .filter_map(|k| claimed.get(k))
+            .filter_map(|k| claimed.get(k).map(|v| (v, owners.get(k).copied())))
             .collect();
-        let written = tx.update_verifications(&rows, now, policy).await?;
+        let written = tx.update_verifications_held(&rows, now, policy).await?;
         let moved: Vec<&EmailKey> = effects
             .changed
             .iter()

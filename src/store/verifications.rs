@@ -189,6 +189,20 @@ impl Tx {
         now: DateTime<Utc>,
         policy: &Policy,
     ) -> Result<HashSet<EmailKey>> {
+        let rows: Vec<(&Verification, Option<&str>)> = vs.iter().map(|v| (*v, None)).collect();
+        self.update_verifications_held(&rows, now, policy).await
+    }
+
+    /// As [`Tx::update_verifications`], each row with an owner written only
+    /// while that owner's claim is on the stored row as well: a row removed
+    /// and created again since it was read can have reached the same
+    /// version.
+    pub(crate) async fn update_verifications_held(
+        &mut self,
+        vs: &[(&Verification, Option<&str>)],
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<HashSet<EmailKey>> {
         let mut written = HashSet::with_capacity(vs.len());
         for part in vs.chunks(SET_ROWS) {
             // The same columns and due-time rule as the one-row Update; the
@@ -206,7 +220,7 @@ impl Tx {
                          AND verifications.due_at <= n.column15 \
                          THEN verifications.due_at ELSE n.column15 END, \
                      version = verifications.version + 1, updated_at = n.column16 FROM (");
-                qb.push_values(part, |mut b, v| {
+                qb.push_values(part, |mut b, (v, held_by)| {
                     let key = v.key.as_ref();
                     b.push_bind(v.email_key.as_str())
                         .push_bind(v.email.as_str())
@@ -227,10 +241,13 @@ impl Tx {
                         .push_bind(v.version)
                         .push_bind(v.bounce.as_ref().map(|b| b.code.as_str()))
                         .push_bind(v.bounce.as_ref().map(|b| b.detail.as_str()))
-                        .push_bind(v.bounce.as_ref().map(|b| b.at));
+                        .push_bind(v.bounce.as_ref().map(|b| b.at))
+                        .push_bind(*held_by);
                 });
                 qb.push(") AS n WHERE verifications.email_key = n.column1 \
-                         AND verifications.version = n.column17 RETURNING verifications.email_key");
+                         AND verifications.version = n.column17 \
+                         AND (n.column21 IS NULL OR verifications.claim_owner = n.column21) \
+                         RETURNING verifications.email_key");
                 qb.build_query_scalar().fetch_all(&mut *conn).await?
             });
             for k in keys {
