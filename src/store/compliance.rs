@@ -127,32 +127,40 @@ impl Tx {
     }
 }
 
+/// The domains of every contact using each address in the list that
+/// follows, by address then name (closed by [`ADDRESS_DOMAINS_ORDER`]).
+pub(crate) const ADDRESS_DOMAINS: &str = "SELECT c.email_key, d.name FROM domains d \
+     JOIN contacts c ON c.external_id = d.contact_external_id WHERE c.email_key IN (";
+pub(crate) const ADDRESS_DOMAINS_ORDER: &str = ") ORDER BY c.email_key, d.name";
+
+/// Rows of (address, value) as a map from each address to its values, in
+/// the rows' order.
+pub(crate) fn group_by_address<V>(rows: Vec<(String, String)>) -> Result<HashMap<EmailKey, Vec<V>>>
+where
+    V: TryFrom<String>,
+    Error: From<V::Error>,
+{
+    let mut out: HashMap<EmailKey, Vec<V>> = HashMap::new();
+    for (k, v) in rows {
+        out.entry(EmailKey::try_from(k)?)
+            .or_default()
+            .push(V::try_from(v)?);
+    }
+    Ok(out)
+}
+
 impl Tx {
-    /// The contacts using each of `keys`, by external id (one statement per
-    /// [`SET_ROWS`]).
+    /// The contacts using each of `keys`, by external id.
     pub(crate) async fn contacts_of_addresses(
         &mut self,
         keys: &[&EmailKey],
     ) -> Result<HashMap<EmailKey, Vec<ExternalId>>> {
-        let mut out: HashMap<EmailKey, Vec<ExternalId>> = HashMap::new();
-        for part in keys.chunks(SET_ROWS) {
-            let rows: Vec<(String, String)> = on_tx!(self, conn, d => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT email_key, external_id FROM contacts WHERE email_key IN (");
-                let mut list = qb.separated(", ");
-                for k in part {
-                    list.push_bind(k.as_str());
-                }
-                qb.push(") ORDER BY email_key, external_id");
-                qb.build_query_as().fetch_all(&mut *conn).await?
-            });
-            for (k, id) in rows {
-                out.entry(EmailKey::try_from(k)?)
-                    .or_default()
-                    .push(ExternalId::try_from(id)?);
-            }
-        }
-        Ok(out)
+        self.by_address(
+            "SELECT email_key, external_id FROM contacts WHERE email_key IN (",
+            ") ORDER BY email_key, external_id",
+            keys,
+        )
+        .await
     }
 
     /// The domains of every contact using each of `keys`, by name.
@@ -160,24 +168,34 @@ impl Tx {
         &mut self,
         keys: &[&EmailKey],
     ) -> Result<HashMap<EmailKey, Vec<DomainName>>> {
-        let mut out: HashMap<EmailKey, Vec<DomainName>> = HashMap::new();
+        self.by_address(ADDRESS_DOMAINS, ADDRESS_DOMAINS_ORDER, keys)
+            .await
+    }
+
+    /// Runs `head` + the list of `keys` + `tail` (a query of (address,
+    /// value) rows), one statement per [`SET_ROWS`] keys.
+    async fn by_address<V>(
+        &mut self,
+        head: &str,
+        tail: &str,
+        keys: &[&EmailKey],
+    ) -> Result<HashMap<EmailKey, Vec<V>>>
+    where
+        V: TryFrom<String>,
+        Error: From<V::Error>,
+    {
+        let mut out: HashMap<EmailKey, Vec<V>> = HashMap::new();
         for part in keys.chunks(SET_ROWS) {
             let rows: Vec<(String, String)> = on_tx!(self, conn, d => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT c.email_key, d.name FROM domains d \
-                     JOIN contacts c ON c.external_id = d.contact_external_id WHERE c.email_key IN (");
+                let mut qb = sqlx::QueryBuilder::new(head);
                 let mut list = qb.separated(", ");
                 for k in part {
                     list.push_bind(k.as_str());
                 }
-                qb.push(") ORDER BY c.email_key, d.name");
+                qb.push(tail);
                 qb.build_query_as().fetch_all(&mut *conn).await?
             });
-            for (k, name) in rows {
-                out.entry(EmailKey::try_from(k)?)
-                    .or_default()
-                    .push(DomainName::try_from(name)?);
-            }
+            out.extend(group_by_address(rows)?);
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::compliance::{group_by_address, ADDRESS_DOMAINS, ADDRESS_DOMAINS_ORDER};
 use super::records::NotificationRecord;
 use super::{with_pool, Store, VerificationWrite, VOID_SUPERSEDED, VOID_UNDELIVERED};
 use crate::domain::verification::Key;
@@ -209,15 +210,12 @@ impl Store {
         &self,
         keys: &[EmailKey],
     ) -> Result<HashMap<EmailKey, Vec<DomainName>>> {
-        let mut out: HashMap<EmailKey, Vec<DomainName>> = HashMap::new();
         if keys.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
         }
         let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT c.email_key, d.name FROM domains d \
-             JOIN contacts c ON c.external_id = d.contact_external_id \
-             WHERE c.email_key IN ({}) ORDER BY c.email_key, d.name",
+            "{ADDRESS_DOMAINS}{}{ADDRESS_DOMAINS_ORDER}",
             marks.join(", ")
         );
         let rows: Vec<(String, String)> = with_pool!(self, pool, d => {
@@ -227,12 +225,7 @@ impl Store {
             }
             q.fetch_all(pool).await?
         });
-        for (k, name) in rows {
-            out.entry(EmailKey::try_from(k)?)
-                .or_default()
-                .push(DomainName::try_from(name)?);
-        }
-        Ok(out)
+        group_by_address(rows)
     }
 }
 
